@@ -1,0 +1,362 @@
+"""End to end: the lab lesson in a real JupyterLab, driven through Playwright and Debian's Chromium as a learner would.
+
+The test copies the lessons to a temporary folder, starts JupyterLab there on 127.0.0.1 (no news, no update
+check, no extension manager, settings of its own), opens `08_lab.ipynb`, runs all its cells and then uses the
+lab as a learner would, with the mouse (and the arrow keys on a slider's handle, and typing into a slider's readout):
+another model, another setting, another split, **Fit**, another split shown, a click on a mistake of the confusion
+matrix, and its digits in the gallery. Screenshots of every step go to `test-artifacts/browser/` (git-ignored) for a
+person to look at.
+
+Run it with `python3 -m pytest tests/test_browser.py -m browser`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else shutil.which("chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+LESSON = "08_lab.ipynb"
+SERVER_START_TIMEOUT = 60     # seconds for JupyterLab to answer /api/status
+RUN_ALL_TIMEOUT = 240         # seconds for "Run All Cells" to finish and the lab to show
+FIT_TIMEOUT = 90              # seconds for one fit pressed in the browser
+UI_TIMEOUT = 30_000           # milliseconds for any other change to show in the page
+VIEWPORT = {"width": 1400, "height": 1600}
+CELL_TITLE = re.compile(r"^true (\d), predicted (\d): (\d+) digits$")
+
+
+# --- JupyterLab, on the copied lessons ---------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _write_json(path: Path, value):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=1))
+
+
+def _stop(process: subprocess.Popen, grace=15):
+    "Stop the server we started: SIGTERM (it shuts its kernels down), then SIGKILL to it and its own process group."
+    if process.poll() is None:
+        process.terminate()
+        try: process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+    try: os.killpg(process.pid, signal.SIGKILL)  # a kernel left behind by a killed server: same group, started by us
+    except (ProcessLookupError, PermissionError): pass
+
+
+@pytest.fixture(scope="module")
+def jupyter_lab(tmp_path_factory, root):
+    "A JupyterLab serving a copy of the lessons on 127.0.0.1; yields (url of the lab lesson, folder served)."
+    if not CHROMIUM:
+        pytest.skip("Debian's Chromium is not installed (no /usr/bin/chromium, no `chromium` on PATH)")
+    pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
+    base = tmp_path_factory.mktemp("jupyterlab")
+    lessons = base / "lessons"
+    shutil.copytree(root / "nbs", lessons, ignore=shutil.ignore_patterns("lesson-output", ".ipynb_checkpoints"))
+    dirs = {name: base / name for name in ("config", "data", "runtime", "ipython", "settings", "workspaces")}
+    for d in dirs.values(): d.mkdir()
+    # nothing may leave 127.0.0.1: no news feed, no update check, no PyPI extension manager
+    _write_json(dirs["config"] / "jupyter_server_config.json",
+                {"LabApp": {"news_url": None, "check_for_updates_class": "jupyterlab.NeverCheckForUpdate",
+                            "extension_manager": "readonly"}})
+    _write_json(dirs["settings"] / "@jupyterlab/apputils-extension/notification.jupyterlab-settings",
+                {"fetchNews": "false", "checkForUpdates": False})
+    # every cell stays in the page, so that the test sees the whole notebook
+    _write_json(dirs["settings"] / "@jupyterlab/notebook-extension/tracker.jupyterlab-settings", {"windowingMode": "none"})
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(dirs["config"]), "JUPYTER_DATA_DIR": str(dirs["data"]),
+           "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]), "IPYTHONDIR": str(dirs["ipython"]),
+           "JUPYTERLAB_SETTINGS_DIR": str(dirs["settings"]), "JUPYTERLAB_WORKSPACES_DIR": str(dirs["workspaces"]),
+           "PYTHONUNBUFFERED": "1"}
+    env.pop("JUPYTER_CONFIG_PATH", None)
+    port, token = _free_port(), os.urandom(16).hex()
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+           "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={lessons}",
+           "--ServerApp.open_browser=False", "--LabApp.news_url=None"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0: cmd.append("--ServerApp.allow_root=True")
+    log_path = base / "jupyterlab.log"
+    log = open(log_path, "w")
+    process = subprocess.Popen(cmd, cwd=lessons, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"JupyterLab exited with code {process.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=5) as r:
+                    if r.status == 200: break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"JupyterLab did not answer within {SERVER_START_TIMEOUT} s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/lab/tree/{LESSON}?token={token}", lessons
+    finally:
+        _stop(process)
+        log.close()
+
+
+# --- Chromium -----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def browser_page(jupyter_lab):
+    "A Chromium page that may reach the JupyterLab server only; yields (page, list of blocked addresses)."
+    from playwright.sync_api import sync_playwright
+    url, _ = jupyter_lab
+    origin = re.match(r"^(http://127\.0\.0\.1:\d+)/", url).group(1)
+    blocked = []
+
+    def only_local(route):
+        address = route.request.url
+        if address.startswith((origin + "/", "data:", "blob:")): route.continue_()
+        else:
+            blocked.append(address)
+            route.abort()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport=VIEWPORT)
+            context.set_default_timeout(UI_TIMEOUT)
+            context.route("**/*", only_local)
+            yield context.new_page(), blocked
+        finally:
+            browser.close()
+
+
+# --- helpers on the page ------------------------------------------------------------------------------------
+
+class Shots:
+    "Screenshots by step: the whole window and the lab widget, in `test-artifacts/browser/`."
+
+    def __init__(self, page, folder: Path):
+        self.page, self.folder, self.n = page, folder, 0
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("[0-9][0-9]-*.png"): old.unlink()  # only this run's pictures
+
+    def __call__(self, step: str, widget=None):
+        self.n += 1
+        name = f"{self.n:02d}-{step}"
+        if widget is not None: widget.scroll_into_view_if_needed()
+        self.page.screenshot(path=self.folder / f"{name}-page.png", full_page=True)
+        if widget is not None:
+            # make the window tall enough for the whole widget, so that the notebook does not clip it
+            height = int(widget.bounding_box()["height"]) + 200
+            self.page.set_viewport_size({"width": VIEWPORT["width"], "height": max(VIEWPORT["height"], height)})
+            try: widget.screenshot(path=self.folder / f"{name}-lab.png")
+            finally: self.page.set_viewport_size(VIEWPORT)
+
+
+def wait_until(condition, timeout, message, interval=0.25):
+    "Poll `condition()` until it returns a true value (returned), or fail after `timeout` seconds with `message`."
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value: return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} (waited {timeout} s)")
+        time.sleep(interval)
+
+
+def labelled(lab, kind: str, label: str):
+    "The ipywidget of css class `kind` (e.g. widget-slider) whose description is exactly `label`."
+    return lab.locator(f".{kind}").filter(
+        has=lab.page.locator("label.widget-label", has_text=re.compile(rf"^\s*{re.escape(label)}\s*$")))
+
+
+def html_text(lab, label: str) -> str:
+    "The text of the HTML widget described as `label`."
+    return labelled(lab, "widget-html", label).locator(".widget-html-content").inner_text().strip()
+
+
+def cell_titles(matrix_buttons) -> dict:
+    "{(true, predicted): (count in the title, text of the button)} for the 100 cells of the confusion matrix."
+    cells = matrix_buttons.evaluate_all("els => els.map(e => [e.getAttribute('title') || '', e.innerText.trim()])")
+    found = {}
+    for title, text in cells:
+        m = CELL_TITLE.match(title)
+        if m: found[int(m[1]), int(m[2])] = (int(m[3]), text)
+    return found
+
+
+def accept_dialogs(page):
+    "Accept any dialog JupyterLab opens (e.g. Select Kernel: the one it proposes, Python 3)."
+    dialog = page.locator(".jp-Dialog")
+    if dialog.count() and dialog.first.is_visible():
+        dialog.first.locator(".jp-Dialog-button.jp-mod-accept").click()
+
+
+def run_all_cells(page, lesson: Path, shots):
+    "Wait for the lesson and its kernel, run all its cells from the Run menu, wait until every cell ran; fail on any error."
+    cells = json.loads(lesson.read_text())["cells"]
+    n_cells, n_code = len(cells), sum(c["cell_type"] == "code" for c in cells)
+    panel = page.locator(".jp-NotebookPanel").first
+    notebook = panel.locator(".jp-Notebook")
+    indicator = panel.locator(".jp-Notebook-ExecutionIndicator").first
+    kernel_name = panel.locator(".jp-Toolbar-kernelName").first
+
+    def ready():
+        accept_dialogs(page)
+        return (notebook.locator(".jp-Cell").count() == n_cells and kernel_name.count()
+                and kernel_name.inner_text().strip() not in ("", "No Kernel")
+                and indicator.get_attribute("data-status") == "idle")
+    wait_until(ready, 90, f"{lesson.name} did not open with its {n_cells} cells and an idle kernel")
+    shots("notebook-opened")
+
+    page.locator(".lm-MenuBar-item").filter(has_text=re.compile(r"^\s*Run\s*$")).click()
+    page.locator(".lm-Menu-content .lm-Menu-item").filter(
+        has=page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^\s*Run All Cells\s*$"))).click()
+
+    prompts = notebook.locator(".jp-CodeCell .jp-InputArea-prompt")
+    # JupyterLab renders a traceback as stderr text; Run All stops there, so fail at once rather than time out
+    errors = notebook.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]').filter(
+        has_text="Traceback")
+
+    def all_ran():
+        accept_dialogs(page)
+        if errors.count():
+            raise AssertionError(f"a cell of {lesson.name} failed:\n{errors.first.inner_text()[-3000:]}")
+        # a fresh kernel numbers the cells 1..n in order: the last one shows [n] when all of them ran
+        return (prompts.count() == n_code and prompts.last.inner_text().strip() == f"[{n_code}]:"
+                and indicator.get_attribute("data-status") == "idle")
+    wait_until(all_ran, RUN_ALL_TIMEOUT, f"Run All Cells did not finish the {n_code} code cells of {lesson.name}", interval=1)
+
+
+# --- the test -----------------------------------------------------------------------------------------------
+
+def test_lab_in_jupyterlab(jupyter_lab, browser_page, root):
+    url, lessons = jupyter_lab
+    page, blocked = browser_page
+    shots = Shots(page, root / "test-artifacts" / "browser")
+    try:
+        drive_the_lab(page, url, lessons / LESSON, shots)
+    except BaseException:
+        try: shots("failure")
+        except Exception: pass
+        raise
+    assert not blocked, f"the page tried to reach other addresses than the local JupyterLab: {blocked}"
+
+
+def drive_the_lab(page, url, lesson, shots):
+    from playwright.sync_api import expect
+    page.goto(url, timeout=60_000)
+    run_all_cells(page, lesson, shots)
+
+    fit = page.get_by_role("button", name=re.compile(r"^\W*Fit$"))  # the name has the icon's glyph before "Fit"
+    fit.wait_for(state="visible", timeout=60_000)
+    lab = page.locator(".jp-OutputArea-output > .widget-vbox").filter(has=fit)
+    expect(lab).to_have_count(1)
+    matrix = lab.locator("button.widget-button[title^='true ']")
+    expect(matrix).to_have_count(100)
+    # the cells after the lab drove it from Python: an SVC fitted on 70% of the digits
+    expect(labelled(lab, "widget-dropdown", "Model").locator("select")).to_have_value("Support vector classifier (RBF kernel)")
+    accuracy_before = html_text(lab, "Accuracy")
+    assert accuracy_before.count("%") == 3, accuracy_before
+    shots("after-run-all", lab)
+
+    # 1. another model: k-nearest neighbours; its setting k starts at 5
+    labelled(lab, "widget-dropdown", "Model").locator("select").select_option(label="k-nearest neighbours")
+    k = labelled(lab, "widget-slider", "k")
+    k.wait_for(state="visible")
+    expect(labelled(lab, "widget-slider", "C")).to_have_count(0)
+    expect(k.locator(".widget-readout")).to_have_text("5")
+    expect(lab.get_by_text("Results are out of date")).to_be_visible()
+    assert html_text(lab, "Accuracy") == accuracy_before  # nothing refitted yet
+    shots("model-knn-out-of-date", lab)
+
+    # 2. k from 5 to 3: click the slider's handle, then two steps left with the arrow key
+    handle = k.locator(".noUi-handle")
+    handle.click()
+    handle.press("ArrowLeft")
+    handle.press("ArrowLeft")
+    expect(k.locator(".widget-readout")).to_have_text("3")
+    expect(handle).to_have_attribute("aria-valuenow", re.compile(r"^3(\.0+)?$"))
+
+    # 3. the split: train fraction 0.6 typed into the slider's readout; the others share the rest as they did
+    train = labelled(lab, "widget-slider", "Train fraction")
+    old_counts = html_text(lab, "Digits per split")
+    box = train.locator(".widget-readout")
+    box.click()
+    page.keyboard.press("ControlOrMeta+A")
+    page.keyboard.type("0.6")
+    page.keyboard.press("Enter")
+    expect(box).to_have_text("0.60")
+    for name in ("Validation fraction", "Test fraction"):
+        expect(labelled(lab, "widget-slider", name).locator(".widget-readout")).to_have_text("0.20")
+    wait_until(lambda: html_text(lab, "Digits per split") != old_counts, UI_TIMEOUT / 1000,
+               f"the digits per split stayed {old_counts!r} after the train fraction moved")
+    expect(lab.get_by_text("Results are out of date")).to_be_visible()
+    assert html_text(lab, "Accuracy") == accuracy_before
+    shots("k3-train-0.6-out-of-date", lab)
+
+    # 4. Fit: the accuracy changes, the status names the new fit, and the selected cell of before is cleared
+    fit.click()
+    wait_until(lambda: html_text(lab, "Accuracy") != accuracy_before, FIT_TIMEOUT,
+               f"the accuracy stayed {accuracy_before!r} after Fit")
+    expect(lab.get_by_text(re.compile(r"Fitted k-nearest neighbours \(k=3\)"))).to_be_visible(timeout=FIT_TIMEOUT * 1000)
+    expect(fit).to_be_enabled()
+    accuracy_after = html_text(lab, "Accuracy")
+    assert re.fullmatch(r"Train Data [\d.]+% · Validation Data [\d.]+% · Test Data [\d.]+%", accuracy_after), accuracy_after
+    expect(lab.get_by_text("Results are out of date")).to_have_count(0)
+    # the last thing a fit redraws is the gallery: when it asks for a click, the whole lab shows the new fit
+    expect(lab.get_by_text("Click a cell of the matrix to see its digits.")).to_be_visible()
+    expect(lab.locator("table.digits-provenance tr.digit-row")).to_have_count(0)
+    shots("fitted-knn", lab)
+
+    # 5. another split shown, and counts rather than row percentages
+    view = labelled(lab, "widget-toggle-buttons", "Split shown")
+    shown = view.locator("button.mod-active").inner_text().strip()
+    target = "Test Data" if shown != "Test Data" else "Validation Data"
+    before = cell_titles(matrix)
+    view.get_by_role("button", name=target, exact=True).click()
+    expect(view.locator("button.mod-active")).to_have_text(target)
+    values = labelled(lab, "widget-toggle-buttons", "Values")
+    values.get_by_role("button", name="Counts", exact=True).click()
+    expect(values.locator("button.mod-active")).to_have_text("Counts")
+    split_size = int(re.search(rf"{target.split()[0].lower()} ([\d,]+)", html_text(lab, "Digits per split"))[1].replace(",", ""))
+
+    def matrix_of_target():
+        # the lab redraws the cells in order, so when all 100 show their counts the matrix of `target` is complete
+        cells = cell_titles(matrix)
+        return (len(cells) == 100 and cells != before and all(text == str(n) for n, text in cells.values())
+                and sum(n for n, _ in cells.values()) == split_size and cells)
+    cells = wait_until(matrix_of_target, UI_TIMEOUT / 1000, f"the matrix did not switch to the {target} in counts")
+    assert cells == cell_titles(matrix)
+    shots(f"split-shown-{target.split()[0].lower()}", lab)
+
+    # 6. click a mistake: an off-diagonal cell with N > 0 digits; the gallery shows those N digits
+    mistakes = sorted(((n, i, j) for (i, j), (n, _) in cells.items() if i != j and n > 0), reverse=True)
+    assert mistakes, f"no mistake at all in the {target} matrix: {cells}"
+    n, i, j = mistakes[0]
+    cell = lab.locator(f"button.widget-button[title='true {i}, predicted {j}: {n} digits']")
+    cell.click()
+    title = lab.locator(".widget-html-content").filter(has_text=re.compile(r"^\s*\d+ digits? of the "))
+    expect(title).to_have_text(f"{n} digit{'s' if n != 1 else ''} of the {target} with true class {i}, predicted {j}")
+    rows = lab.locator("table.digits-provenance tr.digit-row")
+    expect(rows).to_have_count(n)
+    expect(rows.first.locator("td").first).to_have_text("1")
+    expect(cell).to_have_css("font-weight", re.compile(r"^(bold|700)$"))
+    image = lab.locator("img.widget-image")
+    expect(image).to_be_visible()
+    wait_until(lambda: image.evaluate("e => e.complete && e.naturalWidth > 0"), UI_TIMEOUT / 1000, "the gallery image did not load")
+    shots(f"cell-true{i}-predicted{j}-gallery", lab)
