@@ -96,7 +96,7 @@ def test_test_data_scores_on_the_separate_file(tmp_path):
     assert metrics["accuracy"]["test"] > 0.9
 
 
-def test_the_bundled_default_with_test_data_bundled(tmp_path):
+def test_default_model_on_bundled_data_scored_on_a_bitmap_file(tmp_path):
     "The default model trained on the bundled data, scored on a separate file in the bitmap format."
     from digits_tutorial.data import draw_bitmaps, load_digits, write_bitmaps
     digits = load_digits("bundled")
