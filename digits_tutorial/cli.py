@@ -7,39 +7,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import math
 import sys
-import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from .data import Digits, load_digits
-from .evaluate import accuracies, confusion_matrices, predict_splits, save_confusion_matrices
+from .runs import run_metrics_json, run_model, runs_table
 from .split import SPLITS, split_digits, split_with_test_file
-from .store import build_store, connect_store, folder_lock, read_stored_digits
-from .train import DEFAULT_MODEL, MODELS, fit_model, make_model
+from .store import STORE_NAME, build_store, connect_store, folder_lock, read_stored_digits, store_info
+from .train import DEFAULT_MODEL, MODELS, make_model
 
 # %% auto #0
-__all__ = ['prepare_digits', 'run_tutorial', 'make_parser', 'main']
+__all__ = ['prepare_digits', 'run_tutorial', 'make_parser', 'runs_json', 'main']
 
 # %% ../nbs/07_cli.ipynb #f8fd56b5
 def _say(message, quiet):
     if not quiet: print(message, file=sys.stderr, flush=True)
-
-
-def _write_json(path, obj):
-    "Write JSON atomically: a temporary file in the same folder, then a rename."
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f: json.dump(obj, f, indent=2)
-        umask = os.umask(0); os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes a private file; the result should not be
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def prepare_digits(data="bundled", test_data=None, fractions=(0.6, 0.2, 0.2), seed=0, stratify=True, url=None, progress=False) -> Digits:
@@ -60,34 +43,29 @@ def prepare_digits(data="bundled", test_data=None, fractions=(0.6, 0.2, 0.2), se
 
 def run_tutorial(out="results", data="bundled", test_data=None, model=DEFAULT_MODEL, params=None,
                  fractions=(0.6, 0.2, 0.2), seed=0, stratify=True, replace=False, url=None, quiet=False) -> dict:
-    "Run the whole tutorial into folder `out` (images, Kosh store, confusion-matrix PNGs, `metrics.json`); return the metrics."
+    "Run the whole tutorial into folder `out` (images, Kosh store, a recorded run with its matrices and `metrics.json`); return the metrics."
     params = dict(params or {})
     make_model(model, seed=seed, **params)  # bad settings fail here, before anything is written
     _say("reading the data", quiet)
     digits = prepare_digits(data, test_data, fractions, seed, stratify, url, progress=not quiet)
+    if test_data is not None:  # the fractions divide the training data only
+        train, validation = fractions[0] / (fractions[0] + fractions[1]), fractions[1] / (fractions[0] + fractions[1])
+        fractions = (train, validation, 0.0)
+    settings = {"fractions": tuple(float(f) for f in fractions), "seed": seed, "stratify": stratify,
+                "test_sources": sorted(set(digits.source[digits.split == "test"])) if test_data is not None else []}
     out = Path(out)
-    _say(f"writing {len(digits):,} images and the Kosh store to {out}", quiet)
     with folder_lock(out):  # no other process replaces the store while we read it back
-        store = connect_store(build_store(digits, out, replace=replace, progress=not quiet), read_only=True)
+        info = store_info(out / STORE_NAME) if not replace and (out / STORE_NAME).exists() else None
+        if info and info.get("fingerprint") == digits.fingerprint:
+            _say(f"{out / STORE_NAME} already holds these {len(digits):,} digits: keeping it and its runs", quiet)
+        else:
+            _say(f"writing {len(digits):,} images and the Kosh store to {out}", quiet)
+        store = connect_store(build_store(digits, out, replace=replace, progress=not quiet, split_settings=settings))
         stored = read_stored_digits(store)
-    train = stored.split == "train"
-    _say(f"fitting {MODELS[model].title} on {train.sum():,} training digits read through Kosh", quiet)
-    fitted = fit_model(model, stored.X[train], stored.y[train], seed=seed, **params)
-    matrices = confusion_matrices(predict_splits(fitted, stored))
-    save_confusion_matrices(matrices, out)
-    metrics = {
-        "model": model,
-        "params": MODELS[model].check(params),
-        "seed": seed,
-        "fractions": dict(zip(SPLITS, map(float, fractions))),
-        "stratify": stratify,
-        "data": {"source": digits.description, "n_samples": len(stored), "fingerprint": digits.fingerprint},
-        "split": {s: int((stored.split == s).sum()) for s in SPLITS},
-        "accuracy": accuracies(matrices),
-        "confusion_matrix": {s: m.tolist() for s, m in matrices.items()},
-    }
-    _write_json(out / "metrics.json", metrics)
-    return metrics
+    _say(f"fitting {MODELS[model].title} on the training digits read through Kosh", quiet)
+    run = run_model(store, model, params, seed, fractions=settings["fractions"], stratify=stratify, digits=stored)
+    _say(f"recorded run {run.id} in {run.folder}", quiet)
+    return run_metrics_json(run)
 
 # %% ../nbs/07_cli.ipynb #f2bf0aea
 def _parse_param(text):
@@ -118,6 +96,9 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--replace", action="store_true", help="replace a store in --out made from other data")
     run.add_argument("--url", help="address of the UCI archive (default: the UCI repository, or $DIGITS_TUTORIAL_UCI_URL)")
     run.add_argument("--quiet", action="store_true", help="no progress on standard error")
+    runs = commands.add_parser("runs", help="list the runs recorded in a folder", description="List the runs recorded in a folder's Kosh store.")
+    runs.add_argument("--out", type=Path, default=Path("results"), help="the folder of the runs (default: results)")
+    runs.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     bench = commands.add_parser("bench", help="measure the Kosh store's speed", description="Measure ingest, loading and queries of the Kosh store.")
     bench.add_argument("--n-digits", type=int, default=5620, help="digits to store (default 5620, the full UCI set)")
     bench.add_argument("--repeats", type=int, default=3, help="repeats of each measurement; the median is reported (default 3)")
@@ -135,11 +116,38 @@ def _run(args):
     print(f"{metrics['model']} on {metrics['data']['n_samples']:,} digits: accuracy {acc}; results in {args.out}")
 
 
+def runs_json(table) -> list[dict]:
+    "The runs of `runs_table` as plain objects: id, model, params, accuracy per split (None for an empty split), and the rest."
+    def number(x): return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+    return [{"id": r.id, "when": r.when, "model": r.model, "params": r.params, "seed": int(r.seed),
+             "fractions": dict(zip(SPLITS, map(float, r.fractions.split("/")))), "split_source": r.split,
+             "accuracy": {s: number(getattr(r, f"accuracy_{s}")) for s in SPLITS}, "fit_seconds": r.fit_seconds}
+            for r in table.itertuples()]
+
+
+def _runs(args):
+    path = args.out / STORE_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no store here; `digits-tutorial run --out {args.out}` makes one")
+    table = runs_table(connect_store(path, read_only=True))
+    if args.json:
+        print(json.dumps(runs_json(table), indent=1))
+        return
+    print(f"{len(table)} run{'s' if len(table) != 1 else ''} in {path}")
+    if not len(table): return
+    print(f"{'run':<34} {'model':<14} {'setting':<26} {'seed':>4}  {'fractions':<14} {'train':>7} {'valid.':>7} {'test':>7}")
+    for r in table.itertuples():
+        acc = [getattr(r, f"accuracy_{s}") for s in SPLITS]
+        acc = " ".join("      –" if math.isnan(a) else f"{a:7.1%}" for a in acc)
+        print(f"{r.id:<34} {r.model:<14} {r.setting:<26} {r.seed:>4}  {r.fractions:<14} {acc}")
+
+
 def main(argv=None) -> int:
     "The `digits-tutorial` command: returns the exit status; errors are one line on standard error."
     args = make_parser().parse_args(argv)
     try:
         if args.command == "run": _run(args)
+        elif args.command == "runs": _runs(args)
         elif args.command == "bench":
             from digits_tutorial.bench import run_benchmark
             run_benchmark(n_digits=args.n_digits, repeats=args.repeats, data=args.data)

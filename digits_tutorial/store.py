@@ -22,9 +22,9 @@ from .data import Digits, block_counts, read_bitmaps, read_optdigits
 from .images import counts_to_grey, grey_to_counts, image_name, read_digit_image, read_digit_images, save_digit_images
 
 # %% auto #0
-__all__ = ['LOADERS', 'STORE_NAME', 'IMAGES_NAME', 'INFO_ID', 'OptDigitsLoader', 'OptDigitsBitmapLoader', 'DigitImageLoader',
-           'connect_store', 'digit_records', 'insert_records', 'StoreMismatch', 'folder_lock', 'store_info',
-           'build_store', 'read_stored_digits']
+__all__ = ['LOADERS', 'DIGIT_KIND', 'STORE_NAME', 'IMAGES_NAME', 'INFO_ID', 'STORE_LAYOUT', 'RUNS_NAME', 'OptDigitsLoader',
+           'OptDigitsBitmapLoader', 'DigitImageLoader', 'connect_store', 'digit_records', 'insert_records',
+           'StoreMismatch', 'folder_lock', 'store_info', 'build_store', 'read_stored_digits']
 
 # %% ../nbs/04_store.ipynb #998f8856
 class OptDigitsLoader(KoshLoader):
@@ -80,10 +80,11 @@ LOADERS = (DigitImageLoader, OptDigitsLoader, OptDigitsBitmapLoader)
 
 
 def connect_store(path, read_only=False):
-    "Open (or create) the Kosh store at `path` (SQLite) with the digit loaders ahead of Kosh's generic ones."
+    "Open (or create) the Kosh store at `path` (SQLite) with the project's loaders ahead of Kosh's generic ones."
     import kosh
+    from digits_tutorial.runs import RUN_LOADERS  # the files a run leaves, from the lesson on runs
     store = kosh.connect(str(path), read_only=read_only)
-    for loader in LOADERS:
+    for loader in LOADERS + RUN_LOADERS:
         for mime_type in loader.types:
             known = store.loaders.setdefault(mime_type, [])
             if loader not in known: known.insert(0, loader)
@@ -96,6 +97,9 @@ def _fast_sha(uri):
     return compute_fast_sha(uri)
 
 
+DIGIT_KIND = "digit"  # the `kind` of a digit's dataset; other kinds (runs) share the store
+
+
 def digit_records(digits: Digits, uris, user_id, fast_shas=None):
     "The Sina records that Kosh's `create` and `associate` make for each digit: a `dataset` and the `file` of its PNG at `uris`."
     from sina.model import Record
@@ -104,7 +108,7 @@ def digit_records(digits: Digits, uris, user_id, fast_shas=None):
     records = []
     for i, uri in enumerate(uris):
         dataset_id, file_id = uuid.uuid4().hex, uuid.uuid4().hex
-        meta = {"label": int(digits.y[i]), "split": str(digits.split[i]), "source": str(digits.source[i]),
+        meta = {"kind": DIGIT_KIND, "label": int(digits.y[i]), "split": str(digits.split[i]), "source": str(digits.source[i]),
                 "index": int(digits.index[i]), "line": int(digits.line[i]), "name": Path(uri).stem,
                 "creator": user_id, "creation_date": date, "last_modified_date": date}
         dataset = Record(id=dataset_id, type="dataset", data={k: {"value": v} for k, v in meta.items()},
@@ -168,6 +172,8 @@ def insert_records(path, records):
 STORE_NAME = "store.sql"
 IMAGES_NAME = "images"
 INFO_ID = "digits-tutorial"  # the Kosh ensemble that says what the store holds
+STORE_LAYOUT = 2  # 2: digits have `kind = "digit"`, runs share the store; stores of layout 1 are refused
+RUNS_NAME = "runs"
 
 
 class StoreMismatch(ValueError):
@@ -200,29 +206,35 @@ def store_info(path) -> dict | None:
     return {k: v["value"] for k, v in json.loads(row[0])["data"].items()}
 
 
-def _check_folder(folder, digits, replace):
-    "Refuse to overwrite a store made from other data, unless asked to."
+def _check_folder(folder, digits, replace) -> bool:
+    "True if the folder already holds a store of these very digits; refuse to overwrite one of other data, unless asked to."
     info = store_info(folder / STORE_NAME) if not replace else None
+    if info and info.get("layout") != STORE_LAYOUT:
+        raise StoreMismatch(f"{folder / STORE_NAME}: made by {info.get('made_by', 'an older digits-tutorial')}, which stored "
+                            "digits without the `kind` of this version; replace it (--replace, replace=True) or choose another folder")
     if info and info["fingerprint"] != digits.fingerprint:
         raise StoreMismatch(
             f"{folder / STORE_NAME}: holds {info['n_digits']:,} digits of {info['description']} (fingerprint {info['fingerprint']}), "
             f"not the {len(digits):,} digits of {digits.description} (fingerprint {digits.fingerprint}); "
             "replace it (--replace, replace=True) or choose another folder")
+    return info is not None
 
 # %% ../nbs/04_store.ipynb #2bfa8733
-def _info_record(digits: Digits, user_id):
-    "A Kosh ensemble record that says what data the store holds; `store.find_ensembles()` shows it, `store.find()` does not."
+def _info_record(digits: Digits, user_id, split_settings=None):
+    "A Kosh ensemble record that says what data the store holds and how it was split; `store.find_ensembles()` shows it."
     from sina.model import Record
     from digits_tutorial import __version__
     info = {"name": "digits-tutorial", "fingerprint": digits.fingerprint, "description": digits.description,
-            "n_digits": len(digits), "made_by": f"digits-tutorial {__version__}", "creator": user_id,
-            "creation_date": str(datetime.now())}
+            "n_digits": len(digits), "made_by": f"digits-tutorial {__version__}", "layout": STORE_LAYOUT,
+            "creator": user_id, "creation_date": str(datetime.now())}
+    for key, value in (split_settings or {}).items():  # how `digits.split` was made, so that runs can reuse it
+        info[f"split_{key}"] = list(value) if isinstance(value, (list, tuple)) else value
     return Record(id=INFO_ID, type="kosh_ensemble", data={k: {"value": v} for k, v in info.items()},
                   user_defined={"kosh_information": {}})
 
 
 def _publish(folder, partial_images, partial_store):
-    "Put the finished images and store in place, replacing any earlier ones."
+    "Put the finished images and store in place, replacing any earlier ones and the runs recorded in the old store."
     umask = os.umask(0); os.umask(umask)
     partial_images.chmod(0o777 & ~umask)  # temporary folders are private; the result should not be
     partial_store.chmod(0o666 & ~umask)
@@ -232,16 +244,18 @@ def _publish(folder, partial_images, partial_store):
     partial_images.rename(images)
     os.replace(partial_store, folder / STORE_NAME)
     shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(folder / RUNS_NAME, ignore_errors=True)  # their records went with the old store
 
 
-def build_store(digits: Digits, folder, replace=False, progress=False) -> Path:
-    "Write split `digits` into `folder`: one PNG per digit in `images/`, one Kosh dataset per digit in `store.sql`; return the store's path."
+def build_store(digits: Digits, folder, replace=False, progress=False, split_settings=None) -> Path:
+    "Write split `digits` into `folder` (a PNG per digit in `images/`, a Kosh dataset per digit in `store.sql`), or keep the store of the same digits there; return its path."
     import kosh
     if digits.split is None: raise ValueError("the digits have no splits yet; set `digits.split` (see `split_digits`) first")
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     with folder_lock(folder):  # a second process waits here for the first
-        _check_folder(folder, digits, replace)
+        if _check_folder(folder, digits, replace):
+            return folder / STORE_NAME  # the same digits are stored already, with the runs made on them: keep it all
         partial_images = Path(tempfile.mkdtemp(prefix=".images.partial-", dir=folder))
         partial_store = folder / f".store.partial-{uuid.uuid4().hex[:8]}.sql"
         try:
@@ -252,7 +266,7 @@ def build_store(digits: Digits, folder, replace=False, progress=False) -> Path:
             empty.close()
             atexit.unregister(empty._clean_up)  # Kosh would close it again at exit, re-creating the renamed file
             records = digit_records(digits, uris, user_id, fast_shas=[_fast_sha(str(p)) for p in paths])
-            insert_records(partial_store, records + [_info_record(digits, user_id)])
+            insert_records(partial_store, records + [_info_record(digits, user_id, split_settings)])
             _publish(folder, partial_images, partial_store)
         finally:
             shutil.rmtree(partial_images, ignore_errors=True)
@@ -278,6 +292,7 @@ def _raw_records(store, ids) -> list[dict]:
 def read_stored_digits(store, split=None, **query) -> Digits:
     "The digits of a Kosh store (one `split`, or all), read back through Kosh: metadata from the datasets, features from their PNGs."
     if split is not None: query["split"] = split
+    query.setdefault("kind", DIGIT_KIND)
     ids = list(store.find(ids_only=True, **query))
     records = [r for r in _raw_records(store, ids) if "label" in r["data"]]
     records.sort(key=lambda r: (r["data"]["source"]["value"], r["data"]["index"]["value"]))

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 # %% auto #0
-__all__ = ['MODELS', 'DEFAULT_MODEL', 'Setting', 'ModelSpec', 'make_model', 'fit_model']
+__all__ = ['MODELS', 'DEFAULT_MODEL', 'Setting', 'ModelSpec', 'make_model', 'FitDidNotConverge', 'fit_checked', 'fit_model']
 
 # %% ../nbs/05_train.ipynb #a58b0780
 @dataclass
@@ -77,7 +77,7 @@ def _knn(k, seed):
 
 def _svc(C, gamma, seed):
     from sklearn.svm import SVC
-    return _pipeline(SVC(C=C, gamma=gamma, random_state=seed), True)
+    return _pipeline(SVC(C=C, gamma=gamma, random_state=seed), False)
 
 
 def _forest(n_trees, max_depth, seed):
@@ -98,9 +98,9 @@ MODELS = {spec.name: spec for spec in [
               [Setting("k", 5, 1, 50, "neighbours that vote on each digit", integer=True)],
               note="no training at all: each digit takes the class of the most similar training digits"),
     ModelSpec("svc", "Support vector classifier (RBF kernel)", _svc,
-              [Setting("C", 10.0, 0.01, 1000.0, "penalty for misclassified training digits", log=True),
-               Setting("gamma", 0.01, 0.0001, 1.0, "reach of each training digit: larger is more local", log=True)],
-              scaled=True, note="a smooth, non-linear border between classes"),
+              [Setting("C", 5.0, 0.01, 1000.0, "penalty for misclassified training digits", log=True),
+               Setting("gamma", 0.001, 0.0001, 1.0, "reach of each training digit: larger is more local", log=True)],
+              note="a smooth, non-linear border between classes, on the raw counts"),
     ModelSpec("random_forest", "Random forest", _forest,
               [Setting("n_trees", 200, 1, 1000, "number of trees that vote", integer=True),
                Setting("max_depth", 20, 1, 50, "how many questions each tree may ask", integer=True)],
@@ -122,11 +122,25 @@ def make_model(name=DEFAULT_MODEL, seed=0, **params):
     spec = MODELS[name]
     return spec.build(seed=int(seed), **spec.check(params))
 
+# %% ../nbs/05_train.ipynb #85a1e0c7
+class FitDidNotConverge(ValueError):
+    "A fit stopped at its iteration limit before converging."
+
+
+def fit_checked(estimator, X, y, what=None):
+    "Fit `estimator` on `X`, `y` (as floats); a `ConvergenceWarning` becomes `FitDidNotConverge`, other warnings pass through."
+    from sklearn.exceptions import ConvergenceWarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        try:
+            return estimator.fit(np.asarray(X, dtype=np.float64), y)
+        except ConvergenceWarning as warning:
+            raise FitDidNotConverge(f"{what or type(estimator).__name__} did not converge: {warning}; scale the features, "
+                                    "simplify the model (a smaller C, a larger alpha) or give it more iterations") from None
+
 
 def fit_model(name, X, y, seed=0, **params):
-    "Fit model `name` with `params` on `X`, `y`; any warning raised while fitting becomes an error."
-    model = make_model(name, seed=seed, **params)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        model.fit(np.asarray(X, dtype=np.float64), y)
-    return model
+    "Fit model `name` of `MODELS` with `params` on `X`, `y`; a fit that does not converge is an error (`fit_checked`)."
+    spec = MODELS.get(name)
+    settings = ", ".join(f"{k}={v:g}" for k, v in spec.check(params).items()) if spec else ""
+    return fit_checked(make_model(name, seed=seed, **params), X, y, what=f"{name} ({settings})" if spec else name)
