@@ -135,7 +135,8 @@ def fit_checked(estimator, X, y, what=None):
         try:
             return estimator.fit(np.asarray(X, dtype=np.float64), y)
         except ConvergenceWarning as warning:
-            raise FitDidNotConverge(f"{what or type(estimator).__name__} did not converge: {warning}; scale the features, "
+            said = str(warning).strip().splitlines()[0].rstrip(":.")  # scikit-learn's first line, e.g. "lbfgs failed to converge..."
+            raise FitDidNotConverge(f"{what or type(estimator).__name__} did not converge ({said}); scale the features, "
                                     "simplify the model (a smaller C, a larger alpha) or give it more iterations") from None
 
 

@@ -1,0 +1,195 @@
+"""Every fit is a run recorded in Kosh: the command line, the run files and their loaders, models that cannot run code, and
+runs that fail or race each other."""
+import json
+import pickle
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import kosh
+import numpy as np
+import pytest
+
+from digits_tutorial.data import load_digits
+from digits_tutorial.runs import (MODEL_NAME, UntrustedModel, load_model, load_run, record_run, run_model, runs_table,
+                                  save_model)
+from digits_tutorial.split import SPLITS, split_digits
+from digits_tutorial.store import build_store, connect_store, read_stored_digits
+from digits_tutorial.train import FitDidNotConverge, fit_checked
+
+CLI = Path(sys.executable).with_name("digits-tutorial")
+RUN_FILES = {"Train_Data_confusion_matrix.png", "Validation_Data_confusion_matrix.png", "Test_Data_confusion_matrix.png",
+             "metrics.json", "split.csv", "model.skops"}
+
+
+def digits_tutorial(*args):
+    assert CLI.exists(), f"{CLI}: the command line is not installed beside this Python"
+    return subprocess.run([str(CLI), *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    "Two `digits-tutorial run` calls with different models into one folder."
+    out = tmp_path_factory.mktemp("runs") / "results"
+    for model in ("logistic", "svc"):
+        done = digits_tutorial("run", "--out", str(out), "--model", model, "--quiet")
+        assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_two_command_line_runs_keep_the_digits_and_add_two_runs(two_runs):
+    store = kosh.connect(str(two_runs / "store.sql"), read_only=True)
+    assert len(list(store.find(kind="digit", ids_only=True))) == 1797
+    assert len(list((two_runs / "images").glob("*.png"))) == 1797
+    runs = list(store.find(kind="run"))
+    assert sorted(ds.model for ds in runs) == ["logistic", "svc"]
+    assert [ds.id for ds in store.find(kind="run", model="svc")] == [ds.id for ds in runs if ds.model == "svc"]
+    assert len(list(store.find(label=3, split="test", ids_only=True))) == 37  # digit queries find digits only
+    for ds in runs:
+        folder = two_runs / "runs" / ds.id
+        assert {p.name for p in folder.iterdir()} == RUN_FILES
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["model"] == ds.model and metrics["run"]["id"] == ds.id
+        for split in SPLITS:
+            assert getattr(ds, f"accuracy_{split}") == metrics["accuracy"][split]
+            assert getattr(ds, f"n_{split}") == metrics["split"][split] == sum(map(sum, metrics["confusion_matrix"][split]))
+        assert ds.sklearn_version and ds.digits_tutorial_version and ds.data_fingerprint == metrics["data"]["fingerprint"]
+    latest = json.loads((two_runs / "metrics.json").read_text())  # the top of the folder shows the latest run
+    assert latest["model"] == "svc"
+
+
+def test_runs_json_lists_both(two_runs):
+    done = digits_tutorial("runs", "--out", str(two_runs), "--json")
+    assert done.returncode == 0, done.stderr
+    listed = json.loads(done.stdout)
+    assert [r["model"] for r in listed] == ["logistic", "svc"]
+    for r in listed:
+        metrics = json.loads((two_runs / "runs" / r["id"] / "metrics.json").read_text())
+        assert r["params"] == metrics["params"] and r["accuracy"] == metrics["accuracy"]
+    table = digits_tutorial("runs", "--out", str(two_runs))
+    assert table.returncode == 0 and table.stdout.startswith("2 runs in") and all(r["id"] in table.stdout for r in listed)
+
+
+def test_runs_of_a_folder_without_a_store(tmp_path):
+    done = digits_tutorial("runs", "--out", str(tmp_path))
+    assert done.returncode == 1 and done.stderr.startswith("digits-tutorial: error: ") and "no store here" in done.stderr
+
+
+def test_the_model_read_back_through_kosh_predicts_the_recorded_matrices(two_runs):
+    store = connect_store(two_runs / "store.sql", read_only=True)
+    digits = read_stored_digits(store)
+    for ds in store.find(kind="run"):
+        model = ds.get("model")
+        split = dict(zip(ds.get("digit_ids"), ds.get("digit_splits")))
+        for s in SPLITS:
+            mask = np.array([split[i] == s for i in digits.ids])
+            predicted = model.predict(digits.X[mask].astype(float))
+            cm = np.zeros((10, 10), dtype=int)
+            np.add.at(cm, (digits.y[mask], predicted), 1)
+            assert (cm == ds.get(f"confusion_matrix_{s}")).all()
+        assert ds.get("test_matrix_image").shape[2] == 4  # the PNG, through its loader
+
+
+@pytest.fixture
+def recorded(tmp_path):
+    "A store of 300 digits with one recorded logistic run."
+    digits = load_digits("bundled")[:300]
+    digits.split = split_digits(digits.y, seed=0)
+    settings = {"fractions": (0.6, 0.2, 0.2), "seed": 0, "stratify": True}
+    store = connect_store(build_store(digits, tmp_path / "store", split_settings=settings))
+    return store, run_model(store, "logistic")
+
+
+def test_a_changed_model_file_is_refused(recorded):
+    store, run = recorded
+    [ds] = store.find(kind="run")
+    path = run.folder / MODEL_NAME
+    data = bytearray(path.read_bytes())
+    data[-30] ^= 0xFF  # one byte of the zip's end
+    path.write_bytes(bytes(data))
+    with pytest.raises(UntrustedModel, match="changed after its run recorded it"):
+        ds.get("model")
+
+
+def test_a_foreign_model_file_is_refused_even_with_its_hash_recorded(recorded, tmp_path):
+    "A skops file that would call `os.system` on loading, put in place of the model, with its SHA-256 recorded too."
+    import os
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+    store, run = recorded
+    evil = make_pipeline(FunctionTransformer(os.system))
+    path = tmp_path / "evil.skops"
+    sha = save_model(evil, path)
+    with pytest.raises(UntrustedModel, match="holds types that a digits-tutorial model never holds"):
+        load_model(path, sha256=sha)
+    pickled = tmp_path / "model.pkl"
+    pickled.write_bytes(pickle.dumps(run.estimator))
+    with pytest.raises(UntrustedModel, match="not a model saved by skops"):
+        load_model(pickled)
+
+
+def test_run_read_back_equals_the_run(recorded):
+    store, run = recorded
+    again = load_run(store, run.id, digits=read_stored_digits(store), with_model=True)
+    assert (again.split == run.split).all() and (again.predicted == run.predicted).all()
+    assert again.params == run.params and again.fractions == run.fractions and again.split_source == "store"
+    assert (again.estimator.predict(read_stored_digits(store).X.astype(float)) == run.predicted).all()
+    table = runs_table(store)
+    assert list(table.id) == [run.id] and table.accuracy_validation[0] == run.accuracy["validation"]
+
+
+def test_a_failed_run_records_nothing(recorded, monkeypatch):
+    store, run = recorded
+    import digits_tutorial.runs as runs
+    def broken(*args, **kwargs): raise OSError("disk full")
+    monkeypatch.setattr(runs, "save_model", broken)
+    with pytest.raises(OSError, match="disk full"):
+        run_model(store, "knn")
+    assert [ds.id for ds in store.find(kind="run")] == [run.id]
+    assert [p.name for p in (run.folder.parent).iterdir()] == [run.id]  # no partial folder left behind
+
+
+def test_a_failed_association_removes_the_dataset(recorded, monkeypatch):
+    store, run = recorded
+    import kosh.dataset
+    def broken(self, *args, **kwargs): raise RuntimeError("database is locked")
+    monkeypatch.setattr(kosh.dataset.KoshDataset, "associate", broken)
+    with pytest.raises(RuntimeError, match="database is locked"):
+        run_model(store, "knn")
+    assert [ds.id for ds in store.find(kind="run")] == [run.id]
+    assert [p.name for p in (run.folder.parent).iterdir()] == [run.id]
+
+
+def test_a_run_that_does_not_converge_is_an_error_that_says_what_to_do(recorded):
+    from sklearn.linear_model import LogisticRegression
+    store, _ = recorded
+    digits = read_stored_digits(store)
+    with pytest.raises(FitDidNotConverge, match="raw counts did not converge.*scale the features"):
+        fit_checked(LogisticRegression(max_iter=5), digits.X, digits.y, what="logistic regression on raw counts")
+
+
+def test_other_warnings_pass_through_as_warnings(recorded):
+    "A warning from a future scikit-learn must not stop a run: it is shown, and the fit goes on."
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    class Announcing(ClassifierMixin, BaseEstimator):
+        def fit(self, X, y):
+            warnings.warn("this default will change in a future version", FutureWarning)
+            self.classes_ = np.unique(y)
+            return self
+    store, _ = recorded
+    digits = read_stored_digits(store)
+    with pytest.warns(FutureWarning, match="will change"):
+        fitted = fit_checked(Announcing(), digits.X, digits.y)
+    assert list(fitted.classes_) == list(range(10))
+
+
+def test_another_split_is_drawn_and_recorded(recorded):
+    store, first = recorded
+    run = run_model(store, "logistic", seed=3, fractions=(0.5, 0.25, 0.25))
+    assert run.split_source == "drawn" and run.counts() == {"train": 150, "validation": 75, "test": 75}
+    assert (run.split != first.split).any()
+    again = load_run(store, run.id, digits=read_stored_digits(store))
+    assert (again.split == run.split).all() and again.fractions == (0.5, 0.25, 0.25) and again.seed == 3
+    same = run_model(store, "logistic", seed=0, fractions=(0.6, 0.2, 0.2), record=False)  # the store's own settings
+    assert same.split_source == "store" and (same.split == first.split).all()
