@@ -8,10 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import sys
-import tempfile
-import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,17 +245,6 @@ class DataUnavailable(OSError):
     "The UCI archive could not be had (no network, a server error, a failed check)."
 
 
-def _safe_members(archive):
-    "The names in a zip archive, refusing any that would be written outside the folder it is unpacked into."
-    with zipfile.ZipFile(archive) as zf:
-        names = zf.namelist()
-    for name in names:
-        parts = Path(name.replace("\\", "/")).parts
-        if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts:
-            raise ValueError(f"{archive}: archive member {name!r} would be written outside the cache; expected plain relative names")
-    return names
-
-
 def _verify_counts(path, name):
     "Check a UCI file against the row and class counts of the dataset's description."
     X, y = read_optdigits(path)
@@ -268,49 +254,33 @@ def _verify_counts(path, name):
         raise ValueError(f"{name}: {len(y)} rows with class counts {found}, expected {rows} rows with {classes} as the UCI description states")
 
 
-def _unpack(archive, target):
-    "Unpack, decompress `.Z` members and verify the archive into `target`, all or nothing."
-    names = _safe_members(archive)
-    work = Path(tempfile.mkdtemp(prefix=target.name + ".partial-", dir=target.parent))
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            for name in names:
-                if name.endswith("/"): continue
-                out = work / Path(name).name
-                try:
-                    with zf.open(name) as src, open(out, "wb") as dst: shutil.copyfileobj(src, dst)
-                except Exception as err:  # zlib.error, a bad CRC, a cut-short member
-                    raise ValueError(f"archive member {name} is corrupt ({err})") from None
-                if out.suffix == ".Z":
-                    out.with_suffix("").write_text("\n".join(read_lines(out)) + "\n"); out.unlink()
-        for name in UCI_EXPECTED:
-            if not (work / name).exists(): raise ValueError(f"{archive}: the archive has no {name}; expected the UCI optdigits archive")
-            _verify_counts(work / name, name)
-        work.rename(target)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+def _prepare_members(folder):
+    "Decompress the `.Z` members of an unpacked UCI archive and check its files against the UCI description."
+    for member in Path(folder).glob("*.Z"):
+        member.with_suffix("").write_text("\n".join(read_lines(member)) + "\n")
+        member.unlink()
+    for name in UCI_EXPECTED:
+        if not (Path(folder) / name).exists(): raise ValueError(f"the archive has no {name}; expected the UCI optdigits archive")
+        _verify_counts(Path(folder) / name, name)
 
 
 def fetch_uci(url=None, folder=None, known_hash=None, progress=False) -> dict[str, Path]:
     "Download (once), verify and unpack the UCI optdigits archive; return its files by name."
     import pooch
+    from digits_tutorial.plumbing import quiet_logger, unpack_all_or_nothing  # the appendix "Under the hood"
     url = url or os.environ.get("DIGITS_TUTORIAL_UCI_URL", UCI_URL)
     folder = Path(folder or os.environ.get("DIGITS_TUTORIAL_CACHE", pooch.os_cache("digits-tutorial")))
     key = hashlib.sha256(url.encode()).hexdigest()[:12]
     target = folder / f"uci-{key}"
     if not target.is_dir():
         folder.mkdir(parents=True, exist_ok=True)
-        logger, level = pooch.get_logger(), pooch.get_logger().level
-        logger.setLevel("WARNING")  # a progress bar when asked, but none of pooch's log lines
         try:
-            archive = Path(pooch.retrieve(url, known_hash=known_hash, fname=f"uci-{key}.zip", path=folder, progressbar=progress))
+            with quiet_logger(pooch.get_logger()):  # a progress bar when asked, but none of pooch's log lines
+                archive = Path(pooch.retrieve(url, known_hash=known_hash, fname=f"uci-{key}.zip", path=folder, progressbar=progress))
         except Exception as err:
             raise DataUnavailable(f"{url}: could not download the UCI archive ({type(err).__name__}: {err})") from None
-        finally:
-            logger.setLevel(level)
         try:
-            _unpack(archive, target)
+            unpack_all_or_nothing(archive, target, prepare=_prepare_members)
         except Exception as err:  # a corrupt member (zlib.error), a bad file, a failed check: never trust it again
             archive.unlink(missing_ok=True)
             raise DataUnavailable(f"{url}: the download failed its checks and was not kept: {err}") from None

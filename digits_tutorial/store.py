@@ -5,12 +5,10 @@
 # %% ../nbs/04_store.ipynb #8c4a57e9
 from __future__ import annotations
 
-import atexit
 import json
-import os
 import shutil
+import sqlite3
 import tempfile
-import time
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -19,12 +17,14 @@ import numpy as np
 from kosh import KoshLoader
 
 from .data import Digits, block_counts, read_bitmaps, read_optdigits
-from .images import counts_to_grey, grey_to_counts, image_name, read_digit_image, read_digit_images, save_digit_images
+from .images import counts_to_grey, read_digit_image, read_digit_images, save_digit_images
+from .plumbing import (bulk_supported, close_store, digit_records, fast_sha, folder_lock, insert_records,
+                                      new_store, read_record, read_records, replace_path)
 
 # %% auto #0
 __all__ = ['LOADERS', 'DIGIT_KIND', 'STORE_NAME', 'IMAGES_NAME', 'INFO_ID', 'STORE_LAYOUT', 'RUNS_NAME', 'OptDigitsLoader',
-           'OptDigitsBitmapLoader', 'DigitImageLoader', 'connect_store', 'digit_records', 'insert_records',
-           'StoreMismatch', 'folder_lock', 'store_info', 'build_store', 'read_stored_digits']
+           'OptDigitsBitmapLoader', 'DigitImageLoader', 'connect_store', 'digit_metadata', 'store_digits',
+           'StoreMismatch', 'store_info', 'build_store', 'read_stored_digits']
 
 # %% ../nbs/04_store.ipynb #998f8856
 class OptDigitsLoader(KoshLoader):
@@ -91,82 +91,20 @@ def connect_store(path, read_only=False):
     return store
 
 # %% ../nbs/04_store.ipynb #4bac3404
-def _fast_sha(uri):
-    "Kosh's quick file signature, which it keeps with every associated file to notice changes."
-    from kosh.utils import compute_fast_sha
-    return compute_fast_sha(uri)
-
-
 DIGIT_KIND = "digit"  # the `kind` of a digit's dataset; other kinds (runs) share the store
 
 
-def digit_records(digits: Digits, uris, user_id, fast_shas=None):
-    "The Sina records that Kosh's `create` and `associate` make for each digit: a `dataset` and the `file` of its PNG at `uris`."
-    from sina.model import Record
-    now = time.time()
-    date = str(datetime.fromtimestamp(now))
-    records = []
+def digit_metadata(digits: Digits, i) -> dict:
+    "The Kosh metadata of digit `i`: its kind, class, split and where it comes from."
+    return {"kind": DIGIT_KIND, "label": int(digits.y[i]), "split": str(digits.split[i]), "source": str(digits.source[i]),
+            "index": int(digits.index[i]), "line": int(digits.line[i])}
+
+
+def store_digits(store, digits: Digits, uris, fast_shas=None):
+    "One Kosh dataset per digit with its metadata, its PNG at `uris[i]` associated: Kosh's `create` and `associate`."
     for i, uri in enumerate(uris):
-        dataset_id, file_id = uuid.uuid4().hex, uuid.uuid4().hex
-        meta = {"kind": DIGIT_KIND, "label": int(digits.y[i]), "split": str(digits.split[i]), "source": str(digits.source[i]),
-                "index": int(digits.index[i]), "line": int(digits.line[i]), "name": Path(uri).stem,
-                "creator": user_id, "creation_date": date, "last_modified_date": date}
-        dataset = Record(id=dataset_id, type="dataset", data={k: {"value": v} for k, v in meta.items()},
-                         user_defined={"kosh_information": {f"{uri}___associated_last_modified": now}})
-        dataset.add_file(uri, "png")
-        dataset["files"][uri]["kosh_id"] = file_id
-        file_meta = {"fast_sha": fast_shas[i] if fast_shas is not None else _fast_sha(uri), "uri": uri, "mime_type": "png", "associated": [dataset_id],
-                     "last_modified_date": date}
-        file = Record(id=file_id, type="file", data={k: {"value": v} for k, v in file_meta.items()},
-                      user_defined={"kosh_information": {f"{k}_last_modified": now for k in file_meta if k != "last_modified_date"}})
-        records += [dataset, file]
-    return records
-
-# %% ../nbs/04_store.ipynb #8a0d8dad
-def _sina_rows(records):
-    "The rows of Sina's SQL tables for `records`, table by table, as Sina's own insert lays them out."
-    import numbers
-    rows = {t: [] for t in ("Record", "ScalarData", "StringData", "ListScalarData", "ListStringDataMaster", "ListStringDataEntry", "Document")}
-    for rec in records:
-        rows["Record"].append({"id": rec.id, "type": rec.type, "raw": json.dumps(rec.raw)})
-        for name, datum in rec.data.items():
-            value, units = datum["value"], datum.get("units")
-            tags = json.dumps(datum["tags"]) if "tags" in datum else None
-            if isinstance(value, list):
-                if not value: continue
-                if isinstance(value[0], numbers.Real):
-                    rows["ListScalarData"].append({"id": rec.id, "name": name, "min": min(value), "max": max(value), "units": units, "tags": tags})
-                else:
-                    rows["ListStringDataMaster"].append({"id": rec.id, "name": name, "units": units, "tags": tags})
-                    rows["ListStringDataEntry"] += [{"id": rec.id, "name": name, "index": j, "value": v} for j, v in enumerate(value)]
-            elif isinstance(value, numbers.Real):
-                rows["ScalarData"].append({"id": rec.id, "name": name, "value": value, "units": units, "tags": tags})
-            elif isinstance(value, str):
-                rows["StringData"].append({"id": rec.id, "name": name, "value": value, "units": units, "tags": tags})
-        for uri, info in rec.files.items():
-            rows["Document"].append({"id": rec.id, "uri": uri, "mimetype": info.get("mimetype"),
-                                     "tags": json.dumps(info["tags"]) if "tags" in info else None})
-    return rows
-
-
-def insert_records(path, records):
-    "Insert Sina records into the store at `path` in one SQLite transaction: all of them, or none if anything fails."
-    import sqlite3
-    from sina.datastores import sql_schema
-    tables = sql_schema.Base.metadata.tables  # Sina's own description of its tables
-    db = sqlite3.connect(Path(path))
-    try:
-        with db:  # one transaction: committed at the end, rolled back on any error
-            for table, rows in _sina_rows(records).items():
-                if not rows: continue
-                columns = list(rows[0])
-                unknown = set(columns) - set(tables[table].columns.keys())
-                if unknown: raise RuntimeError(f"Sina's table {table} has no column {unknown}: this Sina version is not supported")
-                names = ", ".join(f'"{c}"' for c in columns)
-                marks = ", ".join("?" for _ in columns)
-                db.executemany(f'INSERT INTO "{table}" ({names}) VALUES ({marks})', [tuple(r[c] for c in columns) for r in rows])
-    finally:
-        db.close()
+        dataset = store.create(name=Path(uri).stem, metadata=digit_metadata(digits, i))
+        dataset.associate(str(uri), mime_type="png", metadata={"fast_sha": fast_shas[i]} if fast_shas is not None else {})
 
 # %% ../nbs/04_store.ipynb #be05f88e
 STORE_NAME = "store.sql"
@@ -180,30 +118,17 @@ class StoreMismatch(ValueError):
     "The folder holds a store made from other data."
 
 
-_LOCKS = {}
-
-
-def folder_lock(folder):
-    "The lock that makes processes take turns on a folder's store; re-entrant within one process."
-    from filelock import FileLock
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    path = str(Path(folder).resolve() / ".store.lock")
-    return _LOCKS.setdefault(path, FileLock(path, timeout=600))
-
-
 def store_info(path) -> dict | None:
-    "What the digits-tutorial store at `path` holds (fingerprint, description, digits), or None if there is no store."
-    import sqlite3
+    "What the digits-tutorial store at `path` holds (fingerprint, description, digits, split), or None if there is no store."
     path = Path(path)
     if not path.exists(): return None
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            row = db.execute("SELECT raw FROM Record WHERE id = ?", (INFO_ID,)).fetchone()
+        record = read_record(path, INFO_ID)
     except sqlite3.DatabaseError as err:
         raise StoreMismatch(f"{path}: not a Kosh store ({err}); remove it or choose another folder") from None
-    if row is None:
+    if record is None:
         raise StoreMismatch(f"{path}: a Kosh store, but not one made by digits-tutorial; choose another folder or replace it")
-    return {k: v["value"] for k, v in json.loads(row[0])["data"].items()}
+    return {k: v["value"] for k, v in record["data"].items()}
 
 
 def _check_folder(folder, digits, replace) -> bool:
@@ -220,31 +145,14 @@ def _check_folder(folder, digits, replace) -> bool:
     return info is not None
 
 # %% ../nbs/04_store.ipynb #2bfa8733
-def _info_record(digits: Digits, user_id, split_settings=None):
-    "A Kosh ensemble record that says what data the store holds and how it was split; `store.find_ensembles()` shows it."
-    from sina.model import Record
+def _describe(store, digits: Digits, split_settings=None):
+    "Add the ensemble that says what data the store holds and how it was split; `store.find_ensembles()` shows it."
     from digits_tutorial import __version__
-    info = {"name": "digits-tutorial", "fingerprint": digits.fingerprint, "description": digits.description,
-            "n_digits": len(digits), "made_by": f"digits-tutorial {__version__}", "layout": STORE_LAYOUT,
-            "creator": user_id, "creation_date": str(datetime.now())}
+    info = {"fingerprint": digits.fingerprint, "description": digits.description, "n_digits": len(digits),
+            "made_by": f"digits-tutorial {__version__}", "layout": STORE_LAYOUT}
     for key, value in (split_settings or {}).items():  # how `digits.split` was made, so that runs can reuse it
         info[f"split_{key}"] = list(value) if isinstance(value, (list, tuple)) else value
-    return Record(id=INFO_ID, type="kosh_ensemble", data={k: {"value": v} for k, v in info.items()},
-                  user_defined={"kosh_information": {}})
-
-
-def _publish(folder, partial_images, partial_store):
-    "Put the finished images and store in place, replacing any earlier ones and the runs recorded in the old store."
-    umask = os.umask(0); os.umask(umask)
-    partial_images.chmod(0o777 & ~umask)  # temporary folders are private; the result should not be
-    partial_store.chmod(0o666 & ~umask)
-    images = folder / IMAGES_NAME
-    old = folder / f".images.old-{uuid.uuid4().hex[:8]}"
-    if images.exists(): images.rename(old)
-    partial_images.rename(images)
-    os.replace(partial_store, folder / STORE_NAME)
-    shutil.rmtree(old, ignore_errors=True)
-    shutil.rmtree(folder / RUNS_NAME, ignore_errors=True)  # their records went with the old store
+    store.create_ensemble(name="digits-tutorial", id=INFO_ID, metadata=info)
 
 
 def build_store(digits: Digits, folder, replace=False, progress=False, split_settings=None) -> Path:
@@ -260,41 +168,32 @@ def build_store(digits: Digits, folder, replace=False, progress=False, split_set
         partial_store = folder / f".store.partial-{uuid.uuid4().hex[:8]}.sql"
         try:
             paths = save_digit_images(digits, partial_images, progress=progress)
-            uris = [str(folder / IMAGES_NAME / p.name) for p in paths]
-            empty = kosh.connect(str(partial_store))  # Kosh writes its own bookkeeping records
-            user_id = empty.__user_id__
-            empty.close()
-            atexit.unregister(empty._clean_up)  # Kosh would close it again at exit, re-creating the renamed file
-            records = digit_records(digits, uris, user_id, fast_shas=[_fast_sha(str(p)) for p in paths])
-            insert_records(partial_store, records + [_info_record(digits, user_id, split_settings)])
-            _publish(folder, partial_images, partial_store)
+            uris = [str(folder / IMAGES_NAME / p.name) for p in paths]  # where the images will be
+            shas = [fast_sha(str(p)) for p in paths]
+            if bulk_supported():  # the same records as `store_digits`, in one transaction
+                user_id = new_store(partial_store)
+                insert_records(partial_store, digit_records([digit_metadata(digits, i) for i in range(len(digits))], uris, user_id, shas))
+                store = kosh.connect(str(partial_store))
+            else:
+                store = kosh.connect(str(partial_store))
+                store_digits(store, digits, uris, shas)
+            _describe(store, digits, split_settings)
+            close_store(store)
+            replace_path(partial_images, folder / IMAGES_NAME)
+            replace_path(partial_store, folder / STORE_NAME)
+            shutil.rmtree(folder / RUNS_NAME, ignore_errors=True)  # runs of an earlier store went with it
         finally:
             shutil.rmtree(partial_images, ignore_errors=True)
             partial_store.unlink(missing_ok=True)
     return folder / STORE_NAME
 
 # %% ../nbs/04_store.ipynb #d0ace3b7
-def _raw_records(store, ids) -> list[dict]:
-    "The Sina records `ids` of a Kosh store as JSON dicts; read straight from Sina's `Record` table when the store is a SQLite file."
-    import sqlite3
-    path = Path(str(store.db_uri))
-    if "://" in str(store.db_uri) or not path.is_file():
-        return [r.raw for r in store.get_sina_records().get(ids)]
-    out = []
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        for start in range(0, len(ids), 900):  # SQLite takes at most 999 parameters
-            chunk = ids[start:start + 900]
-            marks = ",".join("?" * len(chunk))
-            out += [json.loads(raw) for (raw,) in db.execute(f"SELECT raw FROM Record WHERE id IN ({marks})", chunk)]
-    return out
-
-
 def read_stored_digits(store, split=None, **query) -> Digits:
     "The digits of a Kosh store (one `split`, or all), read back through Kosh: metadata from the datasets, features from their PNGs."
     if split is not None: query["split"] = split
     query.setdefault("kind", DIGIT_KIND)
     ids = list(store.find(ids_only=True, **query))
-    records = [r for r in _raw_records(store, ids) if "label" in r["data"]]
+    records = [r for r in read_records(store, ids) if "label" in r["data"]]
     records.sort(key=lambda r: (r["data"]["source"]["value"], r["data"]["index"]["value"]))
     value = lambda name, dtype: np.array([r["data"][name]["value"] for r in records], dtype=dtype)
     uris = [next(u for u, f in r["files"].items() if f.get("mimetype") == "png") for r in records]
