@@ -107,11 +107,18 @@ def test_no_second_fit_while_busy(lab):
     lab.state.busy = False
 
 
-def test_figures_are_closed(lab):
-    before = len(plt.get_fignums())
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_no_figure_is_left_open(lab):
+    "Saving draws the three matrices through pyplot, and the gallery draws on a Figure: neither may leave a figure open."
+    before = plt.get_fignums()
+    lab.save_button.click()
+    assert "Saved" in lab.status.value, lab.status.value
     for i in range(10):
         lab.cells[i][i].click()
-    assert len(plt.get_fignums()) == before
+        assert bytes(lab.gallery.value).startswith(PNG_SIGNATURE) and lab.gallery.layout.display != "none"
+    assert plt.get_fignums() == before
 
 
 def test_every_control_has_a_description(lab):
