@@ -158,10 +158,8 @@ def _cell_colour(value, top):
 
 
 def gallery_png(digits: Digits, ncols=12) -> bytes:
-    "A PNG of digits in a grid, each numbered so the provenance table can name it; drawn with matplotlib, figure closed."
-    import matplotlib
-    import matplotlib.pyplot as plt
-    from matplotlib.figure import Figure
+    "A PNG of digits in a grid, each numbered so the provenance table can name it; drawn on a bare matplotlib `Figure`."
+    from matplotlib.figure import Figure  # not pyplot: pyplot never tracks this figure, so there is none to close
     n = len(digits)
     ncols = max(1, min(ncols, n))
     nrows = max(1, -(-n // ncols))
@@ -178,7 +176,6 @@ def gallery_png(digits: Digits, ncols=12) -> bytes:
     ax.set_axis_off()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    plt.close(fig)
     return buffer.getvalue()
 
 # %% ../nbs/08_lab.ipynb #031e23bb

@@ -7,7 +7,9 @@ another model, another setting, another split, **Fit**, another split shown, a c
 matrix, and its digits in the gallery. Screenshots of every step go to `test-artifacts/browser/` (git-ignored) for a
 person to look at.
 
-Run it with `python3 -m pytest tests/test_browser.py -m browser`.
+Run it with `python3 -m pytest tests/test_browser.py -m browser`. Every timeout is multiplied by the environment
+variable `DIGITS_TUTORIAL_TIMEOUT_SCALE` (default 1; say 3 on a slow machine), and the test prints how long each
+stage took (and adds it to a failure's report), so that a slow machine is diagnosed rather than guessed at.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,12 +35,71 @@ CHROMIUM = "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else shutil
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 LESSON = "08_lab.ipynb"
-SERVER_START_TIMEOUT = 60     # seconds for JupyterLab to answer /api/status
-RUN_ALL_TIMEOUT = 240         # seconds for "Run All Cells" to finish and the lab to show
-FIT_TIMEOUT = 90              # seconds for one fit pressed in the browser
-UI_TIMEOUT = 30_000           # milliseconds for any other change to show in the page
+
+
+def _timeout_scale() -> float:
+    "The factor of every timeout, from DIGITS_TUTORIAL_TIMEOUT_SCALE (default 1)."
+    raw = os.environ.get("DIGITS_TUTORIAL_TIMEOUT_SCALE", "1")
+    try: scale = float(raw)
+    except ValueError: scale = float("nan")
+    if not 0 < scale < float("inf"):
+        raise ValueError(f"DIGITS_TUTORIAL_TIMEOUT_SCALE is {raw!r}, expected a positive number (1 is the default)")
+    return scale
+
+
+TIMEOUT_SCALE = _timeout_scale()
+SERVER_START_TIMEOUT = 60 * TIMEOUT_SCALE     # seconds for JupyterLab to answer /api/status
+PAGE_TIMEOUT = 60 * TIMEOUT_SCALE             # seconds for the page to load, and for the lab to show after Run All
+OPEN_TIMEOUT = 90 * TIMEOUT_SCALE             # seconds for the lesson to open with its kernel idle
+RUN_ALL_TIMEOUT = 240 * TIMEOUT_SCALE         # seconds for "Run All Cells" to finish and the lab to show
+FIT_TIMEOUT = 90 * TIMEOUT_SCALE              # seconds for one fit pressed in the browser
+UI_TIMEOUT = 30_000 * TIMEOUT_SCALE           # milliseconds for any other change to show in the page
+EXPECT_TIMEOUT = 5_000 * TIMEOUT_SCALE        # milliseconds for each `expect` (Playwright's default, scaled)
+SCALE_HINT = f"timeouts x{TIMEOUT_SCALE:g}: set DIGITS_TUTORIAL_TIMEOUT_SCALE to change them"
 VIEWPORT = {"width": 1400, "height": 1600}
 CELL_TITLE = re.compile(r"^true (\d), predicted (\d): (\d+) digits$")
+
+
+# --- how long each stage took ---------------------------------------------------------------------------
+
+class Stages:
+    "How long each stage of the test took: each printed as it ends, and a summary for the end or for a failure."
+
+    def __init__(self):
+        self.done, self.current, self.start = [], None, 0.0
+
+    def begin(self, name: str):
+        "End the stage in progress, if any, and start the stage `name`."
+        self.end()
+        self.current, self.start = name, time.monotonic()
+
+    def end(self, failed=False):
+        if self.current is None: return
+        took = time.monotonic() - self.start
+        self.done.append((self.current, took, failed))
+        print(f"[browser] {self.current}: {took:.1f} s{' (FAILED)' if failed else ''}", flush=True)
+        self.current = None
+
+    @contextmanager
+    def stage(self, name: str):
+        "Time the block as stage `name` (marked failed if it raises)."
+        self.begin(name)
+        try: yield
+        except BaseException:
+            self.end(failed=True)
+            raise
+        self.end()
+
+    def summary(self) -> str:
+        lines = [f"  {name:<52}{took:7.1f} s{'  FAILED' if failed else ''}" for name, took, failed in self.done]
+        return "\n".join([f"stages of the browser test ({SCALE_HINT}):", *lines])
+
+
+@pytest.fixture(scope="module")
+def stages():
+    stages = Stages()
+    yield stages
+    print(stages.summary(), flush=True)
 
 
 # --- JupyterLab, on the copied lessons ---------------------------------------------------------------------
@@ -65,14 +127,22 @@ def _stop(process: subprocess.Popen, grace=15):
     except (ProcessLookupError, PermissionError): pass
 
 
+def _missing(reason: str):
+    "Skip for want of `reason`, except in CI (`CI` set), where .ci/run installs it: there a skip would hide a failure."
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}: .ci/run installs it, so in CI this is a failure, not a skip", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="module")
-def jupyter_lab(tmp_path_factory, root):
+def jupyter_lab(tmp_path_factory, root, stages):
     "A JupyterLab serving a copy of the lessons on 127.0.0.1; yields (url of the lab lesson, folder served)."
     if not CHROMIUM:
-        reason = "Debian's Chromium is not installed (no /usr/bin/chromium, no `chromium` on PATH)"
-        if os.environ.get("CI"): pytest.fail(f"{reason}: .ci/run installs it, so in CI this is a failure, not a skip")
-        pytest.skip(reason)
-    pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
+        _missing("Debian's Chromium is not installed (no /usr/bin/chromium, no `chromium` on PATH)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as err:
+        _missing(f"Playwright for Python is not installed ({err})")
     base = tmp_path_factory.mktemp("jupyterlab")
     lessons = base / "lessons"
     shutil.copytree(root / "nbs", lessons, ignore=shutil.ignore_patterns("lesson-output", ".ipynb_checkpoints"))
@@ -100,9 +170,11 @@ def jupyter_lab(tmp_path_factory, root):
     log = open(log_path, "w")
     process = subprocess.Popen(cmd, cwd=lessons, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
+        stages.begin("JupyterLab starts and answers /api/status")
         deadline = time.monotonic() + SERVER_START_TIMEOUT
         while True:
             if process.poll() is not None:
+                stages.end(failed=True)
                 pytest.fail(f"JupyterLab exited with code {process.returncode}:\n{log_path.read_text()[-3000:]}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=5) as r:
@@ -110,8 +182,11 @@ def jupyter_lab(tmp_path_factory, root):
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"JupyterLab did not answer within {SERVER_START_TIMEOUT} s:\n{log_path.read_text()[-3000:]}")
+                stages.end(failed=True)
+                pytest.fail(f"JupyterLab did not answer within {SERVER_START_TIMEOUT:g} s ({SCALE_HINT}):\n"
+                            f"{log_path.read_text()[-3000:]}")
             time.sleep(0.5)
+        stages.end()
         yield f"http://127.0.0.1:{port}/lab/tree/{LESSON}?token={token}", lessons
     finally:
         _stop(process)
@@ -121,9 +196,9 @@ def jupyter_lab(tmp_path_factory, root):
 # --- Chromium -----------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def browser_page(jupyter_lab):
+def browser_page(jupyter_lab, stages):
     "A Chromium page that may reach the JupyterLab server only; yields (page, list of blocked addresses)."
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
     url, _ = jupyter_lab
     origin = re.match(r"^(http://127\.0\.0\.1:\d+)/", url).group(1)
     blocked = []
@@ -136,10 +211,12 @@ def browser_page(jupyter_lab):
             route.abort()
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        with stages.stage("Chromium starts"):
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             context = browser.new_context(viewport=VIEWPORT)
             context.set_default_timeout(UI_TIMEOUT)
+            expect.set_options(timeout=EXPECT_TIMEOUT)
             context.route("**/*", only_local)
             yield context.new_page(), blocked
         finally:
@@ -176,7 +253,7 @@ def wait_until(condition, timeout, message, interval=0.25):
         value = condition()
         if value: return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"{message} (waited {timeout} s)")
+            raise AssertionError(f"{message} (waited {timeout:g} s; {SCALE_HINT})")
         time.sleep(interval)
 
 
@@ -208,7 +285,7 @@ def accept_dialogs(page):
         dialog.first.locator(".jp-Dialog-button.jp-mod-accept").click()
 
 
-def run_all_cells(page, lesson: Path, shots):
+def run_all_cells(page, lesson: Path, shots, stages):
     "Wait for the lesson and its kernel, run all its cells from the Run menu, wait until every cell ran; fail on any error."
     cells = json.loads(lesson.read_text())["cells"]
     n_cells, n_code = len(cells), sum(c["cell_type"] == "code" for c in cells)
@@ -222,9 +299,10 @@ def run_all_cells(page, lesson: Path, shots):
         return (notebook.locator(".jp-Cell").count() == n_cells and kernel_name.count()
                 and kernel_name.inner_text().strip() not in ("", "No Kernel")
                 and indicator.get_attribute("data-status") == "idle")
-    wait_until(ready, 90, f"{lesson.name} did not open with its {n_cells} cells and an idle kernel")
+    wait_until(ready, OPEN_TIMEOUT, f"{lesson.name} did not open with its {n_cells} cells and an idle kernel")
     shots("notebook-opened")
 
+    stages.begin("Run All Cells, until every cell ran")
     page.locator(".lm-MenuBar-item").filter(has_text=re.compile(r"^\s*Run\s*$")).click()
     page.locator(".lm-Menu-content .lm-Menu-item").filter(
         has=page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^\s*Run All Cells\s*$"))).click()
@@ -246,26 +324,31 @@ def run_all_cells(page, lesson: Path, shots):
 
 # --- the test -----------------------------------------------------------------------------------------------
 
-def test_lab_in_jupyterlab(jupyter_lab, browser_page, root):
+def test_lab_in_jupyterlab(jupyter_lab, browser_page, root, stages):
     url, lessons = jupyter_lab
     page, blocked = browser_page
     shots = Shots(page, root / "test-artifacts" / "browser")
     try:
-        drive_the_lab(page, url, lessons / LESSON, shots)
-    except BaseException:
+        drive_the_lab(page, url, lessons / LESSON, shots, stages)
+        stages.end()
+    except BaseException as err:
+        stages.end(failed=True)
         try: shots("failure")
         except Exception: pass
+        if hasattr(err, "add_note"): err.add_note(stages.summary())  # in the failure's report, whatever -s says
         raise
     assert not blocked, f"the page tried to reach other addresses than the local JupyterLab: {blocked}"
 
 
-def drive_the_lab(page, url, lesson, shots):
+def drive_the_lab(page, url, lesson, shots, stages):
     from playwright.sync_api import expect
-    page.goto(url, timeout=60_000)
-    run_all_cells(page, lesson, shots)
+    stages.begin("the lesson opens with an idle kernel")
+    page.goto(url, timeout=PAGE_TIMEOUT * 1000)
+    run_all_cells(page, lesson, shots, stages)
 
+    stages.begin("the lab shows, as the lesson's cells left it")
     fit = page.get_by_role("button", name=re.compile(r"^\W*Fit$"))  # the name has the icon's glyph before "Fit"
-    fit.wait_for(state="visible", timeout=60_000)
+    fit.wait_for(state="visible", timeout=PAGE_TIMEOUT * 1000)
     lab = page.locator(".jp-OutputArea-output > .widget-vbox").filter(has=fit)
     expect(lab).to_have_count(1)
     matrix = lab.locator("button.widget-button[title^='true ']")
@@ -276,6 +359,7 @@ def drive_the_lab(page, url, lesson, shots):
     assert accuracy_before.count("%") == 3, accuracy_before
     shots("after-run-all", lab)
 
+    stages.begin("1. another model: k-nearest neighbours")
     # 1. another model: k-nearest neighbours; its setting k starts at 5
     labelled(lab, "widget-dropdown", "Model").locator("select").select_option(label="k-nearest neighbours")
     k = labelled(lab, "widget-slider", "k")
@@ -286,6 +370,7 @@ def drive_the_lab(page, url, lesson, shots):
     assert html_text(lab, "Accuracy") == accuracy_before  # nothing refitted yet
     shots("model-knn-out-of-date", lab)
 
+    stages.begin("2. k from 5 to 3 with the arrow keys")
     # 2. k from 5 to 3: click the slider's handle, then two steps left with the arrow key
     handle = k.locator(".noUi-handle")
     handle.click()
@@ -294,6 +379,7 @@ def drive_the_lab(page, url, lesson, shots):
     expect(k.locator(".widget-readout")).to_have_text("3")
     expect(handle).to_have_attribute("aria-valuenow", re.compile(r"^3(\.0+)?$"))
 
+    stages.begin("3. the train fraction typed in: 0.6")
     # 3. the split: train fraction 0.6 typed into the slider's readout; the others share the rest as they did
     train = labelled(lab, "widget-slider", "Train fraction")
     old_counts = html_text(lab, "Digits per split")
@@ -311,6 +397,7 @@ def drive_the_lab(page, url, lesson, shots):
     assert html_text(lab, "Accuracy") == accuracy_before
     shots("k3-train-0.6-out-of-date", lab)
 
+    stages.begin("4. Fit, and the lab redrawn")
     # 4. Fit: the accuracy changes, the status names the new fit, and the selected cell of before is cleared
     fit.click()
     wait_until(lambda: html_text(lab, "Accuracy") != accuracy_before, FIT_TIMEOUT,
@@ -325,6 +412,7 @@ def drive_the_lab(page, url, lesson, shots):
     expect(lab.locator("table.digits-provenance tr.digit-row")).to_have_count(0)
     shots("fitted-knn", lab)
 
+    stages.begin("5. another split shown, in counts")
     # 5. another split shown, and counts rather than row percentages
     view = labelled(lab, "widget-toggle-buttons", "Split shown")
     shown = view.locator("button.mod-active").inner_text().strip()
@@ -346,6 +434,7 @@ def drive_the_lab(page, url, lesson, shots):
     assert cells == cell_titles(matrix)
     shots(f"split-shown-{target.split()[0].lower()}", lab)
 
+    stages.begin("6. a mistake clicked, its digits in the gallery")
     # 6. click a mistake: an off-diagonal cell with N > 0 digits; the gallery shows those N digits
     mistakes = sorted(((n, i, j) for (i, j), (n, _) in cells.items() if i != j and n > 0), reverse=True)
     assert mistakes, f"no mistake at all in the {target} matrix: {cells}"

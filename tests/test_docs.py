@@ -49,12 +49,15 @@ def test_quarto_renders_the_lessons_only():
 
 
 def exported_names(notebook):
-    "Public top-level functions and classes defined in the exported cells of a lesson."
+    "Public top-level functions and classes defined in the exported cells of a lesson; a method added with `@patch` as `Class.name`."
     names = []
     for source in cells(notebook):
         if "#| export" not in source: continue
         tree = ast.parse("\n".join(l for l in source.splitlines() if not l.startswith("#|")))
-        names += [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and not n.name.startswith("_")]
+        for n in tree.body:
+            if not isinstance(n, (ast.FunctionDef, ast.ClassDef)) or n.name.startswith("_"): continue
+            patched = any(isinstance(d, ast.Name) and d.id == "patch" for d in getattr(n, "decorator_list", []))
+            names.append(f"{n.args.args[0].annotation.id}.{n.name}" if patched else n.name)
     return names
 
 
@@ -72,7 +75,9 @@ def test_every_export_has_a_docstring_and_show_doc(notebook):
     names = exported_names(notebook)
     assert names, f"{notebook} exports nothing"
     for name in names:
-        assert (getattr(module, name).__doc__ or "").strip(), f"{module.__name__}.{name} has no docstring"
+        obj = module
+        for part in name.split("."): obj = getattr(obj, part)
+        assert (obj.__doc__ or "").strip(), f"{module.__name__}.{name} has no docstring"
         assert f"show_doc({name})" in text, f"{notebook} has no show_doc({name})"
 
 

@@ -39,8 +39,8 @@ def test_fractions_always_add_up_and_move_predictably(store):
 
 
 def test_views_never_refit(lab, monkeypatch):
-    import digits_tutorial.widgets as widgets
-    monkeypatch.setattr(widgets, "fit_model", lambda *a, **k: pytest.fail("a view change refitted"))
+    import digits_tutorial.runs as runs
+    monkeypatch.setattr(runs, "fit_model", lambda *a, **k: pytest.fail("a view change refitted"))
     fitted = lab.state.result
     lab.view.value = "train"; lab.values.value = True; lab.view.value = "validation"
     cm = fitted.matrices["validation"]
@@ -91,14 +91,14 @@ def test_a_split_without_every_class_is_a_message(tmp_path):
 
 
 def test_a_fit_that_raises_is_a_message(lab, monkeypatch):
-    import digits_tutorial.widgets as widgets
+    import digits_tutorial.runs as runs
     def broken(*args, **kwargs): raise RuntimeError("the solver blew up")
-    monkeypatch.setattr(widgets, "fit_model", broken)
+    monkeypatch.setattr(runs, "fit_model", broken)
     lab.fit_button.click()
     assert "the solver blew up" in lab.status.value and not lab.fit_button.disabled and not lab.state.busy
     monkeypatch.undo()
     lab.fit_button.click()
-    assert lab.state.error is None and "Fitted" in lab.status.value
+    assert lab.state.error is None and "fitted in" in lab.status.value
 
 
 def test_no_second_fit_while_busy(lab):
@@ -107,11 +107,18 @@ def test_no_second_fit_while_busy(lab):
     lab.state.busy = False
 
 
-def test_figures_are_closed(lab):
-    before = len(plt.get_fignums())
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_no_figure_is_left_open(lab):
+    "Saving draws the three matrices through pyplot, and the gallery draws on a Figure: neither may leave a figure open."
+    before = plt.get_fignums()
+    lab.save_button.click()
+    assert "Saved" in lab.status.value, lab.status.value
     for i in range(10):
         lab.cells[i][i].click()
-    assert len(plt.get_fignums()) == before
+        assert bytes(lab.gallery.value).startswith(PNG_SIGNATURE) and lab.gallery.layout.display != "none"
+    assert plt.get_fignums() == before
 
 
 def test_every_control_has_a_description(lab):

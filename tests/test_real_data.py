@@ -1,16 +1,23 @@
 """Real UCI data in the original 32x32 bitmap format, from ../shared beside the project (never committed)."""
 import json
-import subprocess
-import shutil
-import sys
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 ORIG = Path(__file__).resolve().parents[2] / "shared" / "data" / "optdigits-orig" / "optdigits-orig.tra"
-pytestmark = pytest.mark.skipif(not ORIG.exists(), reason=f"the real UCI bitmaps are not here ({ORIG} is absent: it lives in ../shared, beside a developer's checkout)")
 CLASS_COUNTS = [189, 198, 195, 199, 186, 187, 195, 201, 180, 204]  # as ../shared/README.md states
+TEST_FLOOR = 0.925  # the default run's test accuracy on these bitmaps is 0.938 (scikit-learn 1.9.1): one point under
+
+
+@pytest.fixture(autouse=True)
+def real_data():
+    "Skip where the real bitmaps are absent, except in CI (`CI` set), where a skip would hide that nothing was tested."
+    if not ORIG.exists():
+        reason = f"the real UCI bitmaps are not here ({ORIG} is absent: it lives in ../shared, beside the checkout)"
+        if os.environ.get("CI"): pytest.fail(f"{reason}; in CI this is a failure, not a skip", pytrace=False)
+        pytest.skip(reason)
 
 
 def test_read_bitmaps_reads_the_real_file():
@@ -35,10 +42,8 @@ def test_the_bitmap_loader_and_the_reader_agree():
         assert (ds.get("features") == digits.X).all() and (ds.get("labels") == digits.y).all()
 
 
-def test_a_run_on_the_real_bitmaps(tmp_path):
-    exe = shutil.which("digits-tutorial")
-    command = [exe] if exe else [sys.executable, "-c", "import sys; from digits_tutorial.cli import main; sys.exit(main())"]
-    done = subprocess.run(command + ["run", "--out", str(tmp_path / "out"), "--data", str(ORIG), "--quiet"], capture_output=True, text=True, timeout=600)
+def test_a_run_on_the_real_bitmaps(tmp_path, cli):
+    done = cli("run", "--out", tmp_path / "out", "--data", ORIG, "--quiet")
     assert done.returncode == 0, done.stderr
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert metrics["data"]["n_samples"] == 1934 and metrics["accuracy"]["test"] > 0.9
+    assert metrics["data"]["n_samples"] == 1934 and metrics["accuracy"]["test"] > TEST_FLOOR, metrics["accuracy"]

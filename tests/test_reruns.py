@@ -32,7 +32,7 @@ def count_datasets(folder: Path) -> int:
     import kosh
     store = kosh.connect(str(folder / "store.sql"), read_only=True)
     try:
-        return len(list(store.find(ids_only=True)))
+        return len(list(store.find(kind="digit", ids_only=True)))
     finally:
         store.close()
 
@@ -178,6 +178,18 @@ def test_two_processes_at_once_end_with_one_consistent_store(tmp_path, env, job)
     assert store_info(out / "store.sql")["n_digits"] == N_BUNDLED
     stored = read_stored_digits(connect_store(out / "store.sql", read_only=True))
     assert len(stored) == N_BUNDLED and len(set(stored.ids)) == N_BUNDLED
-    if job == "command-line":
-        assert json.loads((out / "metrics.json").read_text())["data"]["n_samples"] == N_BUNDLED
+    if job == "command-line":  # both runs are recorded, completely: two run datasets, each with all its files
+        import kosh
+        latest = json.loads((out / "metrics.json").read_text())
+        assert latest["data"]["n_samples"] == N_BUNDLED
+        store = kosh.connect(str(out / "store.sql"), read_only=True)
+        runs = list(store.find(kind="run"))
+        assert len(runs) == 2 and latest["run"]["id"] in {ds.id for ds in runs}
+        for ds in runs:
+            files = {Path(uri).name for uri in ds.get_record()["files"]}
+            assert files == {"Train_Data_confusion_matrix.png", "Validation_Data_confusion_matrix.png",
+                             "Test_Data_confusion_matrix.png", "metrics.json", "split.csv", "model.skops"}
+            assert all(Path(uri).is_file() for uri in ds.get_record()["files"])
+            assert ds.accuracy_test == json.loads((out / "runs" / ds.id / "metrics.json").read_text())["accuracy"]["test"]
+        assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(ds.id for ds in runs)  # no partial folder
     assert leftovers(out) == []

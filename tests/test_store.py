@@ -1,6 +1,7 @@
 """The fast store path makes what Kosh's own `create` and `associate` make, and stays a plain Kosh store."""
 import json
 import sqlite3
+from pathlib import Path
 
 import kosh
 import numpy as np
@@ -30,7 +31,7 @@ def both_stores(digits, tmp_path_factory):
     slow_path.parent.mkdir()
     slow = kosh.connect(str(slow_path))
     for path, i in zip(save_digit_images(digits, folder / "slow" / "images"), range(len(digits))):
-        ds = slow.create(name=path.stem, metadata={"label": int(digits.y[i]), "split": str(digits.split[i]), "source": str(digits.source[i]),
+        ds = slow.create(name=path.stem, metadata={"kind": "digit", "label": int(digits.y[i]), "split": str(digits.split[i]), "source": str(digits.source[i]),
                                                    "index": int(digits.index[i]), "line": int(digits.line[i])})
         ds.associate(str(path), mime_type="png")
     slow.close()
@@ -51,6 +52,27 @@ def bookkeeping(records):
             for uri in uris: key = key.replace(uri, "<uri>") if uri else key
             names.add(key)
     return names
+
+
+def file_values(path):
+    """Every file record's values, and every dataset's `files` entry, by dataset name: each path written relative to
+    the store's folder, each Kosh id as the name or path of the record it points to, dates left out."""
+    folder = str(Path(path).resolve().parent) + "/"
+    datasets, files = records(path, "dataset"), records(path, "file")
+    name_of = {r["id"]: r["data"]["name"]["value"] for r in datasets}
+    uri_of = {r["id"]: r["data"]["uri"]["value"] for r in files}
+    assert all(uri.startswith(folder) for uri in uri_of.values()), (folder, list(uri_of.values())[:3])
+    here = lambda uri: uri.replace(folder, "<store>/", 1)
+    values = {}
+    for r in files:
+        data = {k: v["value"] for k, v in r["data"].items() if k not in VOLATILE}
+        data["uri"] = here(data["uri"])
+        data["associated"] = [name_of.get(i, f"no dataset {i}") for i in data["associated"]]
+        for name in data["associated"]: values.setdefault(name, []).append(("file", data))
+    for r in datasets:
+        entries = {here(uri): {**f, "kosh_id": here(uri_of[f["kosh_id"]])} for uri, f in r["files"].items()}
+        values.setdefault(r["data"]["name"]["value"], []).append(("dataset files", entries))
+    return values
 
 
 def table_shape(path):
@@ -76,6 +98,9 @@ def test_same_records_as_kosh_makes(both_stores):
     for a, b in zip(fast_ds, slow_ds):
         assert {k: v for k, v in a["data"].items() if k not in VOLATILE} == {k: v for k, v in b["data"].items() if k not in VOLATILE}
         assert [f["mimetype"] for f in a["files"].values()] == [f["mimetype"] for f in b["files"].values()] == ["png"]
+    fast_files, slow_files = file_values(fast), file_values(slow)
+    assert len(fast_files) == 60 and all(len(v) == 2 for v in fast_files.values())  # one file and one entry each
+    assert fast_files == slow_files
     assert table_shape(fast) == table_shape(slow)
 
 
@@ -88,7 +113,9 @@ def test_same_answers_to_queries(both_stores, digits):
 
 def test_plain_kosh_reads_the_fast_store(both_stores, digits):
     store = kosh.connect(str(both_stores[0]), read_only=True)
-    for ds in store.find(split="validation"):
+    found = list(store.find(split="validation"))
+    assert len(found) == (digits.split == "validation").sum() > 0
+    for ds in found:
         assert (grey_to_counts(ds.get("image")).reshape(-1) == digits.X[ds.index]).all()
     frame = store.to_dataframe(["label", "split", "line"], split="train")
     assert len(frame) == (digits.split == "train").sum()
