@@ -1,7 +1,7 @@
 """End to end: the lab lesson in a real JupyterLab, driven through Playwright and Debian's Chromium as a learner would.
 
 The test copies the lessons to a temporary folder, starts JupyterLab there on 127.0.0.1 (no news, no update
-check, no extension manager, settings of its own), opens `08_lab.ipynb`, runs all its cells and then uses the
+check, no extension manager, settings of its own), opens `12_lab.ipynb`, runs all its cells and then uses the
 lab as a learner would, with the mouse (and the arrow keys on a slider's handle, and typing into a slider's readout):
 another model, another setting, another split, **Fit**, another split shown, a click on a mistake of the confusion
 matrix, and its digits in the gallery. Screenshots of every step go to `test-artifacts/browser/` (git-ignored) for a
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else shutil.which("chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-LESSON = "08_lab.ipynb"
+LESSON = "12_lab.ipynb"
 
 
 def _timeout_scale() -> float:
