@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import io
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from .data import Digits
 from .evaluate import CLASSES, SPLIT_TITLES, cell_digits, save_confusion_matrices
 from .runs import Run, load_run, run_model, runs_table, store_path
 from .split import SPLITS
-from .store import read_stored_digits, store_info
+from .store import connect_store, read_stored_digits, store_info
 from .train import DEFAULT_MODEL, MODELS
 
 # %% auto #0
@@ -38,7 +39,7 @@ class LabState:
     MIN_FRACTION = 0.05
 
     def __init__(self, store):
-        self.store = store
+        self._stores = {threading.get_ident(): store}  # SQLite connections may not cross threads: one per thread
         self.digits = read_stored_digits(store)  # every digit, through Kosh, with its provenance and the store's split
         info = store_info(store_path(store)) or {}
         shares = tuple(round(float((self.digits.split == s).mean()), 2) for s in SPLITS)
@@ -49,6 +50,14 @@ class LabState:
         self.view_split, self.normalize, self.selected = "validation", False, None
         self.result: Run | None = None
         self.stale, self.busy, self.error = True, False, None
+
+    @property
+    def store(self):
+        "The Kosh store, opened for the thread that asks (a widget's callback may run on another thread than the cell)."
+        thread = threading.get_ident()
+        if thread not in self._stores:
+            self._stores[thread] = connect_store(store_path(next(iter(self._stores.values()))))
+        return self._stores[thread]
 
     # --- split and model: these make the results out of date ---
     def set_fraction(self, split, value):

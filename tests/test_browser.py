@@ -353,8 +353,14 @@ def drive_the_lab(page, url, lesson, shots, stages):
     expect(lab).to_have_count(1)
     matrix = lab.locator("button.widget-button[title^='true ']")
     expect(matrix).to_have_count(100)
-    # the cells after the lab drove it from Python: an SVC fitted on 70% of the digits
-    expect(labelled(lab, "widget-dropdown", "Model").locator("select")).to_have_value("Support vector classifier (RBF kernel)")
+    # the cells after the lab drove it from Python and went back to the lesson's first run: logistic regression
+    # on the store's own split; the list of earlier runs holds the runs the lesson made
+    expect(labelled(lab, "widget-dropdown", "Model").locator("select")).to_have_value("Logistic regression")
+    assert html_text(lab, "Split used").startswith("the store's split"), html_text(lab, "Split used")
+    expect(labelled(lab, "widget-toggle-buttons", "Split shown").locator("button.mod-active")).to_have_text("Validation Data")
+    runs_list = labelled(lab, "widget-dropdown", "Earlier runs").locator("select")
+    n_runs = runs_list.locator("option").count()
+    assert n_runs >= 4, f"only {n_runs} earlier runs listed"
     accuracy_before = html_text(lab, "Accuracy")
     assert accuracy_before.count("%") == 3, accuracy_before
     shots("after-run-all", lab)
@@ -379,30 +385,32 @@ def drive_the_lab(page, url, lesson, shots, stages):
     expect(k.locator(".widget-readout")).to_have_text("3")
     expect(handle).to_have_attribute("aria-valuenow", re.compile(r"^3(\.0+)?$"))
 
-    stages.begin("3. the train fraction typed in: 0.6")
-    # 3. the split: train fraction 0.6 typed into the slider's readout; the others share the rest as they did
+    stages.begin("3. the train fraction typed in: 0.7")
+    # 3. the split: train fraction 0.7 typed into the slider's readout; the others share the rest as they did
     train = labelled(lab, "widget-slider", "Train fraction")
     old_counts = html_text(lab, "Digits per split")
     box = train.locator(".widget-readout")
     box.click()
     page.keyboard.press("ControlOrMeta+A")
-    page.keyboard.type("0.6")
+    page.keyboard.type("0.7")
     page.keyboard.press("Enter")
-    expect(box).to_have_text("0.60")
+    expect(box).to_have_text("0.70")
     for name in ("Validation fraction", "Test fraction"):
-        expect(labelled(lab, "widget-slider", name).locator(".widget-readout")).to_have_text("0.20")
+        expect(labelled(lab, "widget-slider", name).locator(".widget-readout")).to_have_text("0.15")
     wait_until(lambda: html_text(lab, "Digits per split") != old_counts, UI_TIMEOUT / 1000,
                f"the digits per split stayed {old_counts!r} after the train fraction moved")
     expect(lab.get_by_text("Results are out of date")).to_be_visible()
     assert html_text(lab, "Accuracy") == accuracy_before
-    shots("k3-train-0.6-out-of-date", lab)
+    shots("k3-train-0.7-out-of-date", lab)
 
     stages.begin("4. Fit, and the lab redrawn")
     # 4. Fit: the accuracy changes, the status names the new fit, and the selected cell of before is cleared
     fit.click()
     wait_until(lambda: html_text(lab, "Accuracy") != accuracy_before, FIT_TIMEOUT,
                f"the accuracy stayed {accuracy_before!r} after Fit")
-    expect(lab.get_by_text(re.compile(r"Fitted k-nearest neighbours \(k=3\)"))).to_be_visible(timeout=FIT_TIMEOUT * 1000)
+    expect(lab.get_by_text(re.compile(r"k-nearest neighbours \(k=3\), fitted in"))).to_be_visible(timeout=FIT_TIMEOUT * 1000)
+    assert html_text(lab, "Split used").startswith("drawn for this run: 0.7/0.15/0.15"), html_text(lab, "Split used")
+    wait_until(lambda: runs_list.locator("option").count() == n_runs + 1, UI_TIMEOUT / 1000, "the new run is not in the list")
     expect(fit).to_be_enabled()
     accuracy_after = html_text(lab, "Accuracy")
     assert re.fullmatch(r"Train Data [\d.]+% · Validation Data [\d.]+% · Test Data [\d.]+%", accuracy_after), accuracy_after
@@ -451,3 +459,30 @@ def drive_the_lab(page, url, lesson, shots, stages):
     expect(image).to_be_visible()
     wait_until(lambda: image.evaluate("e => e.complete && e.naturalWidth > 0"), UI_TIMEOUT / 1000, "the gallery image did not load")
     shots(f"cell-true{i}-predicted{j}-gallery", lab)
+
+    stages.begin("7. an earlier run picked from the list, shown without a fit")
+    # 7. the lesson's SVC run (C=3, on 70/15/15), picked from "Earlier runs": its settings, split and matrix come back
+    labels = runs_list.locator("option").all_inner_texts()
+    # ipywidgets shows a dropdown's labels with non-breaking spaces
+    svc = [text for text in labels if "Support vector classifier" in text.replace("\u00a0", " ")]
+    assert len(svc) == 1, labels
+    before = cell_titles(matrix)
+    runs_list.select_option(label=svc[0])
+    expect(labelled(lab, "widget-dropdown", "Model").locator("select")).to_have_value("Support vector classifier (RBF kernel)")
+    expect(lab.get_by_text(re.compile(r"Support vector classifier \(RBF kernel\) \(C=3, gamma=0.001\), fitted in"))).to_be_visible()
+    expect(labelled(lab, "widget-slider", "C").locator(".widget-readout")).to_have_text(re.compile(r"^3(\.0+)?$"))
+    wait_until(lambda: html_text(lab, "Split used").startswith("drawn for this run: 0.7/0.15/0.15"), UI_TIMEOUT / 1000,
+               "the split of the SVC run is not shown")
+    shown = view.locator("button.mod-active").inner_text().strip()
+    size = int(re.search(rf"{shown.split()[0].lower()} ([\d,]+)", html_text(lab, "Split used"))[1].replace(",", ""))
+    svc_accuracy = re.search(rf"{shown} ([\d.]+)%", html_text(lab, "Accuracy"))[1]
+
+    def matrix_of_the_run():
+        cells = cell_titles(matrix)
+        return len(cells) == 100 and cells != before and sum(n for n, _ in cells.values()) == size and cells
+    cells = wait_until(matrix_of_the_run, UI_TIMEOUT / 1000, "the matrix did not switch to the SVC run")
+    right = sum(n for (i, j), (n, _) in cells.items() if i == j)
+    assert f"{right / size:.1%}" == f"{svc_accuracy}%", (right, size, svc_accuracy)  # the matrix is the run's, as recorded
+    assert runs_list.locator("option").count() == n_runs + 1  # nothing was fitted
+    expect(lab.get_by_text("Results are out of date")).to_have_count(0)
+    shots("earlier-run-svc", lab)
