@@ -1,10 +1,9 @@
 """Make README.md from nbs/index.ipynb (what nbdev_readme does with Quarto, which this project cannot assume).
 
-The README is the index page's markdown cells, with links made to work from the top of the repository: images
-under nbs/, other lessons on the documentation site. `python tools/make_readme.py` writes README.md;
+The README is the index page's markdown cells, with links made to work from the top of the repository: images and
+lessons under nbs/ (the lessons link to each other's notebooks, which Quarto turns into links between pages). `python tools/make_readme.py` writes README.md;
 `python tools/make_readme.py --check` exits 1 if README.md is out of step with the index page.
 """
-import configparser
 import json
 import re
 import sys
@@ -15,14 +14,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def readme_text(root: Path = ROOT) -> str:
     "The README that nbs/index.ipynb makes."
-    cfg = configparser.ConfigParser(delimiters=["="])
-    cfg.read(root / "settings.ini")
-    site = cfg["DEFAULT"]["doc_host"] + cfg["DEFAULT"]["doc_baseurl"]
     nb = json.loads((root / "nbs" / "index.ipynb").read_text())
     cells = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown"]
     text = "\n\n".join(c.strip() for c in cells) + "\n"
     text = re.sub(r"\]\((images/[^)]+)\)", r"](nbs/\1)", text)
-    text = re.sub(r"\]\(([\w-]+\.html)\)", lambda m: f"]({site}/{m.group(1)})", text)
+    text = re.sub(r"\]\(([\w-]+\.ipynb(?:#[\w-]+)?)\)", r"](nbs/\1)", text)  # the lessons, where the README is read
     return text + "\n<!-- Made from nbs/index.ipynb by tools/make_readme.py: edit the notebook, not this file. -->\n"
 
 
