@@ -98,3 +98,28 @@ def test_nbdev_export_changes_nothing(tmp_path):
     assert done.returncode == 0, done.stderr
     after = {p.name: p.read_text() for p in (tmp_path / "digits_tutorial").glob("*.py")}
     assert after == before
+
+
+def test_links_in_the_readme_and_the_lessons_resolve_where_they_are_read():
+    "README links lead to files of the repository; a lesson's links lead to notebooks beside it (Quarto makes them pages)."
+    import re
+    problems = []
+    for path, base in [(ROOT / "README.md", ROOT)] + [(NBS / n, NBS) for n in LESSONS]:
+        text = path.read_text() if path.suffix == ".md" else "\n".join(cells(path.name, "markdown"))
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"^(https?:|mailto:|#)", target): continue
+            if not (base / target.split("#")[0]).exists(): problems.append(f"{path.name}: {target}")
+    assert not problems, problems
+
+
+def test_imports_stand_in_cells_of_their_own():
+    "nbdev runs every cell holding an import when it builds the docs: such a cell must not also compute anything."
+    import re
+    problems = []
+    for notebook in LESSONS:
+        for source in cells(notebook):
+            lines = [l for l in source.splitlines() if l.strip() and not l.startswith("#")]
+            imports = [l for l in lines if re.match(r"^(import |from \S+ import )", l)]
+            if imports and len(imports) < len(lines) and "#| export" not in source:
+                problems.append(f"{notebook}: {source.splitlines()[0]!r}")
+    assert not problems, problems
