@@ -136,10 +136,10 @@ def test_cross_validation_shifts_the_train_folds_only():
     "Each fold's model learns from the shifted train folds and is scored on the held-out fold as it is."
     from sklearn.model_selection import StratifiedKFold
     digits = load_digits("bundled")[:600]
-    table = cross_validate_grid(digits.X, digits.y, "knn", {"k": [1]}, cv=3, seed=0, augment="shifts")
+    table = cross_validate_grid(digits.X, digits.y, "svc", {"C": [5]}, cv=3, seed=0, augment="shifts")
     expected = []
     for train, held_out in StratifiedKFold(3, shuffle=True, random_state=0).split(digits.X, digits.y):
-        model = fit_model("knn", *shift_digits(digits.X[train], digits.y[train]), k=1)
+        model = fit_model("svc", *shift_digits(digits.X[train], digits.y[train]), C=5)
         expected.append(model.score(digits.X[held_out].astype(float), digits.y[held_out]))
     assert np.allclose(table.fold_scores[0], expected) and table.cv_mean[0] == pytest.approx(np.mean(expected))
     assert table.cv_std[0] == pytest.approx(np.std(expected))
