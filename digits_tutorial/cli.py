@@ -46,7 +46,7 @@ def prepare_digits(data="bundled", test_data=None, fractions=(0.6, 0.2, 0.2), se
 
 def prepare_store(out="results", data="bundled", test_data=None, fractions=(0.6, 0.2, 0.2), seed=0, stratify=True,
                   replace=False, url=None, quiet=False) -> tuple:
-    "Read, check and split the digits, make (or keep) the Kosh store in `out`; return the store, its digits read through Kosh, and the split's settings."
+    "Read, check and split the digits, make (or keep) the Kosh store in `out`: the store, its digits, the split's settings."
     _say("reading the data", quiet)
     digits = prepare_digits(data, test_data, fractions, seed, stratify, url, progress=not quiet)
     if test_data is not None:  # the fractions divide the training data only
@@ -139,7 +139,8 @@ def make_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--grid", type=_parse_grid, action="append", required=True, metavar="NAME=V1,V2,...",
                        help="a setting and the values to try, e.g. C=1,5,25; repeat for more settings")
     sweep.add_argument("--cv", type=int, default=5, metavar="K", help="folds of the cross-validation (default 5)")
-    sweep.add_argument("--scheduler", metavar="ADDRESS", help="run the cross-validation on the Dask cluster of this scheduler, e.g. tcp://127.0.0.1:8786")
+    sweep.add_argument("--scheduler", metavar="ADDRESS",
+                       help="cross-validate on the Dask cluster of this scheduler, e.g. tcp://127.0.0.1:8786")
     runs = commands.add_parser("runs", help="list the runs recorded in a folder", description="List the runs recorded in a folder's Kosh store.")
     runs.add_argument("--out", type=Path, default=Path("results"), help="the folder of the runs (default: results)")
     runs.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
@@ -214,7 +215,7 @@ def main(argv=None) -> int:
         return 1
     return 0
 
-# %% ../nbs/07_cli.ipynb #ff01d82d
+# %% ../nbs/07_cli.ipynb #fa49ea62
 def connect_scheduler(address, timeout=10):
     "A Dask client of the scheduler at `address` (e.g. `tcp://127.0.0.1:8786`); an `OSError` that says what to do if none answers."
     try:
@@ -231,7 +232,7 @@ def connect_scheduler(address, timeout=10):
 
 def sweep_tutorial(out="results", data="bundled", test_data=None, model=DEFAULT_MODEL, grid=None, cv=5, augment=None,
                    fractions=(0.6, 0.2, 0.2), seed=0, stratify=True, replace=False, url=None, quiet=False, scheduler=None):
-    "Cross-validate every candidate of `grid` on the train split of the digits in `out` and record each as a run; return the table, best first."
+    "Cross-validate every candidate of `grid` on the train split of the digits in `out`, each a run; the table, best first."
     from contextlib import nullcontext
     grid_candidates(model, grid or {})  # bad settings fail here, before anything is written
     make_model(model, seed=seed)

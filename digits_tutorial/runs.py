@@ -137,7 +137,7 @@ def fit_augmented(model, X, y, seed=0, params=None, augment=None) -> tuple[objec
 
 def run_model(store, model=DEFAULT_MODEL, params=None, seed=0, fractions=None, stratify=True,
               digits: Digits | None = None, record=True, augment=None, refit=False, cv=None) -> Run:
-    "Fit `model` on the train split (with `refit`, train and validation), augmented if asked; predict every split; record the run unless `record=False`."
+    "Fit `model` on the train split (`refit`: train and validation), augmented if asked; predict every split; record the run."
     make_model(model, seed=seed, **(params or {}))  # bad settings fail here, before any work
     params = MODELS[model].check(params or {})
     augment = check_augment(augment)
@@ -366,7 +366,7 @@ def load_run(store, run_id, digits: Digits | None = None, with_model=False) -> R
 
 # %% ../nbs/07_runs.ipynb #7a0c1e22
 def runs_table(store) -> "pandas.DataFrame":
-    "Every run of `store` as a row: id, when, model, settings, split, the accuracy of each split, augmentation, refit, CV figures; oldest first."
+    "Every run of `store` as a row: id, when, model, settings, split, accuracies, augmentation, refit, CV figures; oldest first."
     import pandas as pd
     rows = []
     for ds in store.find(kind=RUN_KIND):
