@@ -215,7 +215,7 @@ def main(argv=None) -> int:
         return 1
     return 0
 
-# %% ../nbs/07_cli.ipynb #fa49ea62
+# %% ../nbs/07_cli.ipynb #f20bce13
 def connect_scheduler(address, timeout=10):
     "A Dask client of the scheduler at `address` (e.g. `tcp://127.0.0.1:8786`); an `OSError` that says what to do if none answers."
     try:
