@@ -12,13 +12,16 @@ import sys
 from pathlib import Path
 
 from .data import Digits, load_digits
+from .improve import AUGMENTATIONS, check_augment
 from .runs import run_metrics_json, run_model, runs_table
+from .select import grid_candidates, sweep_model
 from .split import SPLITS, split_digits, split_with_test_file
 from .store import STORE_NAME, build_store, connect_store, folder_lock, read_stored_digits, store_info
 from .train import DEFAULT_MODEL, MODELS, make_model
 
 # %% auto #0
-__all__ = ['prepare_digits', 'run_tutorial', 'make_parser', 'runs_json', 'main']
+__all__ = ['prepare_digits', 'prepare_store', 'run_tutorial', 'make_parser', 'runs_json', 'main', 'connect_scheduler',
+           'sweep_tutorial', 'sweep_text']
 
 # %% ../nbs/10_cli.ipynb #f8fd56b5
 def _say(message, quiet):
@@ -41,11 +44,9 @@ def prepare_digits(data="bundled", test_data=None, fractions=(0.6, 0.2, 0.2), se
     return both
 
 
-def run_tutorial(out="results", data="bundled", test_data=None, model=DEFAULT_MODEL, params=None,
-                 fractions=(0.6, 0.2, 0.2), seed=0, stratify=True, replace=False, url=None, quiet=False) -> dict:
-    "Run the whole tutorial into folder `out` (images, Kosh store, a recorded run with its matrices and `metrics.json`); return the metrics."
-    params = dict(params or {})
-    make_model(model, seed=seed, **params)  # bad settings fail here, before anything is written
+def prepare_store(out="results", data="bundled", test_data=None, fractions=(0.6, 0.2, 0.2), seed=0, stratify=True,
+                  replace=False, url=None, quiet=False) -> tuple:
+    "Read, check and split the digits, make (or keep) the Kosh store in `out`: the store, its digits, the split's settings."
     _say("reading the data", quiet)
     digits = prepare_digits(data, test_data, fractions, seed, stratify, url, progress=not quiet)
     if test_data is not None:  # the fractions divide the training data only
@@ -62,8 +63,28 @@ def run_tutorial(out="results", data="bundled", test_data=None, model=DEFAULT_MO
             _say(f"writing {len(digits):,} images and the Kosh store to {out}", quiet)
         store = connect_store(build_store(digits, out, replace=replace, progress=not quiet, split_settings=settings))
         stored = read_stored_digits(store)
-    _say(f"fitting {MODELS[model].title} on the training digits read through Kosh", quiet)
-    run = run_model(store, model, params, seed, fractions=settings["fractions"], stratify=stratify, digits=stored)
+    return store, stored, settings
+
+
+def _check_refit(refit, fractions, test_data):
+    if refit and test_data is None and not fractions[2]:
+        raise ValueError("refit (--refit) fits on train and validation and scores the test split, but the test split is empty: "
+                         "give a test fraction above 0 (--test) or a separate test file (--test-data)")
+
+
+def run_tutorial(out="results", data="bundled", test_data=None, model=DEFAULT_MODEL, params=None,
+                 fractions=(0.6, 0.2, 0.2), seed=0, stratify=True, replace=False, url=None, quiet=False,
+                 augment=None, refit=False) -> dict:
+    "Run the whole tutorial into folder `out` (images, Kosh store, a recorded run with its matrices and `metrics.json`); return the metrics."
+    params = dict(params or {})
+    make_model(model, seed=seed, **params)  # bad settings fail here, before anything is written
+    augment = check_augment(augment)
+    _check_refit(refit, fractions, test_data)
+    store, stored, settings = prepare_store(out, data, test_data, fractions, seed, stratify, replace, url, quiet)
+    fitted = "train and validation" if refit else "train"
+    _say(f"fitting {MODELS[model].title} on the {fitted} digits read through Kosh{' (shifted, 9x)' if augment else ''}", quiet)
+    run = run_model(store, model, params, seed, fractions=settings["fractions"], stratify=stratify, digits=stored,
+                    augment=augment, refit=refit)
     _say(f"recorded run {run.id} in {run.folder}", quiet)
     return run_metrics_json(run)
 
@@ -78,24 +99,48 @@ def _parse_param(text):
     raise argparse.ArgumentTypeError(f"{name}: expected a number, got {value!r}")
 
 
+def _parse_grid(text):
+    name, sep, values = text.partition("=")
+    if not sep or not name or not values:
+        raise argparse.ArgumentTypeError(f"expected NAME=V1,V2,..., got {text!r}")
+    return name, [_parse_param(f"{name}={v.strip()}")[1] for v in values.split(",")]
+
+
+def _common_options(command):
+    "The options `run` and `sweep` share: the digits, their split, where the results go, the model and the augmentation."
+    command.add_argument("--out", type=Path, default=Path("results"), help="folder to write to (default: results)")
+    command.add_argument("--data", nargs="+", default=["bundled"], metavar="DATA", help="bundled (default), uci, auto, uci:MEMBER, or paths of UCI files")
+    command.add_argument("--test-data", nargs="+", metavar="PATH", help="a separate test file; the fractions then divide only --data")
+    command.add_argument("--train", type=float, default=0.6, help="train fraction (default 0.6)")
+    command.add_argument("--validation", type=float, default=0.2, help="validation fraction (default 0.2)")
+    command.add_argument("--test", type=float, default=0.2, help="test fraction (default 0.2)")
+    command.add_argument("--seed", type=int, default=0, help="random seed of the split and the model (default 0)")
+    command.add_argument("--no-stratify", action="store_true", help="split without keeping the class shares")
+    command.add_argument("--replace", action="store_true", help="replace a store in --out made from other data")
+    command.add_argument("--url", help="address of the UCI archive (default: the UCI repository, or $DIGITS_TUTORIAL_UCI_URL)")
+    command.add_argument("--quiet", action="store_true", help="no progress on standard error")
+    command.add_argument("--model", choices=list(MODELS), default=DEFAULT_MODEL, help=f"the classifier (default: {DEFAULT_MODEL})")
+    command.add_argument("--augment", choices=["none", *AUGMENTATIONS], default="none",
+                         help="augment the train digits: shifts adds each moved by one pixel in 8 directions (default: none)")
+
+
 def make_parser() -> argparse.ArgumentParser:
     "The parser of the `digits-tutorial` command."
     parser = argparse.ArgumentParser(prog="digits-tutorial", description="Handwritten-digit classification with Kosh and scikit-learn.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="run the whole tutorial headless", description="Run the whole tutorial headless.")
-    run.add_argument("--out", type=Path, default=Path("results"), help="folder to write to (default: results)")
-    run.add_argument("--data", nargs="+", default=["bundled"], metavar="DATA", help="bundled (default), uci, auto, uci:MEMBER, or paths of UCI files")
-    run.add_argument("--test-data", nargs="+", metavar="PATH", help="a separate test file; the fractions then divide only --data")
-    run.add_argument("--model", choices=list(MODELS), default=DEFAULT_MODEL, help=f"the classifier (default: {DEFAULT_MODEL})")
+    _common_options(run)
     run.add_argument("--param", type=_parse_param, action="append", default=[], metavar="NAME=VALUE", help="a setting of the model, e.g. C=0.5")
-    run.add_argument("--train", type=float, default=0.6, help="train fraction (default 0.6)")
-    run.add_argument("--validation", type=float, default=0.2, help="validation fraction (default 0.2)")
-    run.add_argument("--test", type=float, default=0.2, help="test fraction (default 0.2)")
-    run.add_argument("--seed", type=int, default=0, help="random seed of the split and the model (default 0)")
-    run.add_argument("--no-stratify", action="store_true", help="split without keeping the class shares")
-    run.add_argument("--replace", action="store_true", help="replace a store in --out made from other data")
-    run.add_argument("--url", help="address of the UCI archive (default: the UCI repository, or $DIGITS_TUTORIAL_UCI_URL)")
-    run.add_argument("--quiet", action="store_true", help="no progress on standard error")
+    run.add_argument("--refit", action="store_true", help="fit the final model on train and validation, then score the test split once")
+    sweep = commands.add_parser("sweep", help="cross-validate a grid of settings, each candidate a run",
+                                description="Cross-validate every combination of the settings of --grid on the train split, "
+                                            "print mean and spread per candidate, and record each candidate as a run.")
+    _common_options(sweep)
+    sweep.add_argument("--grid", type=_parse_grid, action="append", required=True, metavar="NAME=V1,V2,...",
+                       help="a setting and the values to try, e.g. C=1,5,25; repeat for more settings")
+    sweep.add_argument("--cv", type=int, default=5, metavar="K", help="folds of the cross-validation (default 5)")
+    sweep.add_argument("--scheduler", metavar="ADDRESS",
+                       help="cross-validate on the Dask cluster of this scheduler, e.g. tcp://127.0.0.1:8786")
     runs = commands.add_parser("runs", help="list the runs recorded in a folder", description="List the runs recorded in a folder's Kosh store.")
     runs.add_argument("--out", type=Path, default=Path("results"), help="the folder of the runs (default: results)")
     runs.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
@@ -106,14 +151,21 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(args):
+def _data_arguments(args) -> tuple:
     data = args.data[0] if len(args.data) == 1 else args.data
     test_data = None if not args.test_data else (args.test_data[0] if len(args.test_data) == 1 else args.test_data)
-    fractions = (args.train, args.validation, args.test if test_data is None else 0.0)
+    return data, test_data, (args.train, args.validation, args.test if test_data is None else 0.0)
+
+
+def _run(args):
+    data, test_data, fractions = _data_arguments(args)
     metrics = run_tutorial(args.out, data, test_data, args.model, dict(args.param), fractions, args.seed,
-                           not args.no_stratify, args.replace, args.url, args.quiet)
-    acc = " ".join(f"{s} {a:.1%}" for s, a in metrics["accuracy"].items() if a is not None)
-    print(f"{metrics['model']} on {metrics['data']['n_samples']:,} digits: accuracy {acc}; results in {args.out}")
+                           not args.no_stratify, args.replace, args.url, args.quiet, args.augment, args.refit)
+    how = [f"train digits shifted, {metrics['n_fitted']:,} examples" if metrics["augment"] else "",
+           "refitted on train and validation" if metrics["refit"] else ""]
+    how = f" ({'; '.join(h for h in how if h)})" if any(how) else ""
+    acc = " ".join(f"{s} {a:.2%}" for s, a in metrics["accuracy"].items() if a is not None)
+    print(f"{metrics['model']} on {metrics['data']['n_samples']:,} digits{how}: accuracy {acc}; results in {args.out}")
 
 
 def runs_json(table) -> list[dict]:
@@ -121,7 +173,9 @@ def runs_json(table) -> list[dict]:
     def number(x): return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
     return [{"id": r.id, "when": r.when, "model": r.model, "params": r.params, "seed": int(r.seed),
              "fractions": dict(zip(SPLITS, map(float, r.fractions.split("/")))), "split_source": r.split,
-             "accuracy": {s: number(getattr(r, f"accuracy_{s}")) for s in SPLITS}, "fit_seconds": r.fit_seconds}
+             "accuracy": {s: number(getattr(r, f"accuracy_{s}")) for s in SPLITS}, "fit_seconds": r.fit_seconds,
+             "augment": None if r.augment == "none" else r.augment, "refit": bool(r.refit),
+             "cv": None if math.isnan(r.cv_mean) else {"mean": r.cv_mean, "std": r.cv_std, "folds": int(r.cv_folds)}}
             for r in table.itertuples()]
 
 
@@ -135,11 +189,12 @@ def _runs(args):
         return
     print(f"{len(table)} run{'s' if len(table) != 1 else ''} in {path}")
     if not len(table): return
-    print(f"{'run':<34} {'model':<14} {'setting':<26} {'seed':>4}  {'fractions':<14} {'train':>7} {'valid.':>7} {'test':>7}")
+    print(f"{'run':<34} {'model':<14} {'setting':<34} {'seed':>4}  {'fractions':<14} {'train':>7} {'valid.':>7} {'test':>7}")
     for r in table.itertuples():
         acc = [getattr(r, f"accuracy_{s}") for s in SPLITS]
         acc = " ".join("      –" if math.isnan(a) else f"{a:7.1%}" for a in acc)
-        print(f"{r.id:<34} {r.model:<14} {r.setting:<26} {r.seed:>4}  {r.fractions:<14} {acc}")
+        setting = r.setting + (f" +{r.augment}" if r.augment != "none" else "") + (" refit" if r.refit else "")
+        print(f"{r.id:<34} {r.model:<14} {setting:<34} {r.seed:>4}  {r.fractions:<14} {acc}")
 
 
 def main(argv=None) -> int:
@@ -147,6 +202,7 @@ def main(argv=None) -> int:
     args = make_parser().parse_args(argv)
     try:
         if args.command == "run": _run(args)
+        elif args.command == "sweep": _sweep(args)
         elif args.command == "runs": _runs(args)
         elif args.command == "bench":
             from digits_tutorial.bench import run_benchmark
@@ -158,3 +214,49 @@ def main(argv=None) -> int:
         print(f"digits-tutorial: error: {err}", file=sys.stderr)
         return 1
     return 0
+
+# %% ../nbs/10_cli.ipynb #f20bce13
+def connect_scheduler(address, timeout=10):
+    "A Dask client of the scheduler at `address` (e.g. `tcp://127.0.0.1:8786`); an `OSError` that says what to do if none answers."
+    try:
+        from distributed import Client
+    except ImportError:
+        raise OSError("sweeps on a Dask cluster need dask.distributed: pip install 'dask[distributed]'") from None
+    try:
+        return Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as err:
+        said = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise OSError(f"{address}: no Dask scheduler answers there ({said}); start one (`dask scheduler`) and its workers "
+                      "(`dask worker ADDRESS`), or leave out --scheduler to sweep on this machine") from None
+
+
+def sweep_tutorial(out="results", data="bundled", test_data=None, model=DEFAULT_MODEL, grid=None, cv=5, augment=None,
+                   fractions=(0.6, 0.2, 0.2), seed=0, stratify=True, replace=False, url=None, quiet=False, scheduler=None):
+    "Cross-validate every candidate of `grid` on the train split of the digits in `out`, each a run; the table, best first."
+    from contextlib import nullcontext
+    grid_candidates(model, grid or {})  # bad settings fail here, before anything is written
+    make_model(model, seed=seed)
+    augment = check_augment(augment)
+    with connect_scheduler(scheduler) if scheduler else nullcontext() as client:  # an unreachable scheduler fails here too
+        store, stored, settings = prepare_store(out, data, test_data, fractions, seed, stratify, replace, url, quiet)
+        where = f" on the Dask cluster at {scheduler}" if scheduler else ""
+        _say(f"cross-validating {MODELS[model].title} ({cv} folds){where}, then recording each candidate as a run", quiet)
+        return sweep_model(store, model, grid, cv, augment, seed, settings["fractions"], stratify, stored, client=client)
+
+
+def sweep_text(table) -> str:
+    "The table of a sweep as text: rank, setting, CV mean and spread, validation accuracy; best first."
+    first = table.iloc[0]
+    shifted = ", train folds shifted" if first.augment != "none" else ""
+    lines = [f"{first.model}: {len(table)} candidates, {first.cv_folds}-fold cross-validation on the train split{shifted}; best first",
+             f"{'rank':>4}  {'setting':<34} {'CV mean':>8} {'CV std':>7} {'valid.':>7}"]
+    lines += [f"{r.rank:>4}  {r.setting:<34} {r.cv_mean:8.2%} {r.cv_std:7.2%} {r.accuracy_validation:7.2%}" for r in table.itertuples()]
+    return "\n".join(lines)
+
+
+def _sweep(args):
+    data, test_data, fractions = _data_arguments(args)
+    table = sweep_tutorial(args.out, data, test_data, args.model, dict(args.grid), args.cv, args.augment, fractions, args.seed,
+                           not args.no_stratify, args.replace, args.url, args.quiet, args.scheduler)
+    print(sweep_text(table))
+    print(f"{len(table)} runs recorded in {args.out / STORE_NAME}; `digits-tutorial runs --out {args.out}` lists them")

@@ -31,9 +31,10 @@ def predict_splits(model, digits: Digits) -> dict[str, tuple[np.ndarray, np.ndar
 
 
 def confusion_matrices(predictions) -> dict[str, np.ndarray]:
-    "The 10x10 confusion matrix of each split (rows: true class, columns: prediction) from `predict_splits`."
+    "The 10x10 confusion matrix of each split (rows: true class, columns: prediction) from `predict_splits`; zeros for an empty split."
     from sklearn.metrics import confusion_matrix
-    return {split: confusion_matrix(y_true, y_pred, labels=CLASSES) for split, (y_true, y_pred) in predictions.items()}
+    return {split: confusion_matrix(y_true, y_pred, labels=CLASSES) if len(y_true) else np.zeros((len(CLASSES),) * 2, dtype=np.int64)
+            for split, (y_true, y_pred) in predictions.items()}
 
 
 def accuracies(matrices) -> dict[str, float | None]:

@@ -25,12 +25,13 @@ from .evaluate import accuracies, confusion_matrices, matrix_file_name, predict_
 from .split import SPLITS, check_fractions, split_digits, split_with_test_file
 from .store import RUNS_NAME, folder_lock, read_stored_digits, store_info
 from .train import DEFAULT_MODEL, MODELS, fit_model, make_model
+from .improve import augment_digits, check_augment  # the shifts of the lesson on improving a model
 
 # %% auto #0
 __all__ = ['RUN_KIND', 'TRUSTED_MODEL_TYPES', 'MODEL_NAME', 'METRICS_NAME', 'SPLIT_NAME', 'RUN_LOADERS', 'Run', 'store_path',
-           'store_folder', 'choose_split', 'run_model', 'run_metadata', 'UntrustedModel', 'save_model', 'load_model',
-           'RunMetricsLoader', 'RunSplitLoader', 'ConfusionMatrixImageLoader', 'SkopsModelLoader', 'run_metrics_json',
-           'record_run', 'load_run', 'runs_table']
+           'store_folder', 'choose_split', 'fit_augmented', 'run_model', 'run_metadata', 'UntrustedModel', 'save_model',
+           'load_model', 'RunMetricsLoader', 'RunSplitLoader', 'ConfusionMatrixImageLoader', 'SkopsModelLoader',
+           'run_metrics_json', 'record_run', 'load_run', 'runs_table']
 
 # %% ../nbs/07_runs.ipynb #7a0c1e06
 RUN_KIND = "run"  # the `kind` of a run's dataset; digits have kind "digit"
@@ -56,6 +57,10 @@ class Run:
     versions: dict = field(default_factory=dict)
     estimator: object = None  # the fitted model, when at hand
     folder: Path | None = None  # where its files are, once recorded
+    augment: str | None = None  # how the train digits were augmented before the fit ("shifts"), if at all
+    refit: bool = False  # True: fitted on train and validation, then scored on test (validation digits count as train)
+    n_fitted: int = 0  # how many examples the fit saw (with augmentation, more than the train digits)
+    cv: dict = field(default_factory=dict)  # cross-validation figures of a sweep's candidate: mean, std, folds
 
     @property
     def predictions(self) -> dict:
@@ -124,18 +129,30 @@ def _versions() -> dict:
             "skops": skops.__version__}
 
 
+def fit_augmented(model, X, y, seed=0, params=None, augment=None) -> tuple[object, int]:
+    "Fit model `model` of `MODELS` on `X`, `y`, augmented first if asked (`augment_digits`); return it and the examples it saw."
+    X, y = augment_digits(X, y, augment)
+    return fit_model(model, X, y, seed=seed, **(params or {})), len(y)
+
+
 def run_model(store, model=DEFAULT_MODEL, params=None, seed=0, fractions=None, stratify=True,
-              digits: Digits | None = None, record=True) -> Run:
-    "Fit `model` on the train split of the store's digits, predict every split; record the run in the store unless `record=False`."
+              digits: Digits | None = None, record=True, augment=None, refit=False, cv=None) -> Run:
+    "Fit `model` on the train split (`refit`: train and validation), augmented if asked; predict every split; record the run."
     make_model(model, seed=seed, **(params or {}))  # bad settings fail here, before any work
     params = MODELS[model].check(params or {})
+    augment = check_augment(augment)
     if digits is None: digits = read_stored_digits(store)
     if not len(digits): raise ValueError(f"{store.db_uri}: the store holds no digits to fit on")
     if digits.ids is None: raise ValueError("the digits have no Kosh ids: read them from the store (`read_stored_digits`)")
     split, split_source, settings = choose_split(store, digits, fractions, seed, stratify)
+    if refit:
+        if not (split == "test").any():
+            raise ValueError("refit=True fits on train and validation and scores the test split, but the test split is empty: "
+                             "give a test fraction above 0 (--test) or a separate test file (--test-data)")
+        split = np.where(split == "validation", "train", split)  # the model learns from these digits too
     train = split == "train"
     start = time.perf_counter()
-    estimator = fit_model(model, digits.X[train], digits.y[train], seed=seed, **params)
+    estimator, n_fitted = fit_augmented(model, digits.X[train], digits.y[train], seed, params, augment)
     fit_seconds = time.perf_counter() - start
     with_split = digits[:]
     with_split.split = split
@@ -146,7 +163,7 @@ def run_model(store, model=DEFAULT_MODEL, params=None, seed=0, fractions=None, s
               bool(settings["stratify"]) if settings["stratify"] is not None else bool(stratify), split_source,
               digits.ids.copy(), split, digits.y.copy(), predicted, fit_seconds, datetime.now().isoformat(timespec="milliseconds"),
               {"description": info.get("description", digits.description), "fingerprint": info.get("fingerprint", "")},
-              _versions(), estimator)
+              _versions(), estimator, augment=augment, refit=bool(refit), n_fitted=n_fitted, cv=dict(cv or {}))
     if record: record_run(store, run)
     return run
 
@@ -162,6 +179,8 @@ def run_metadata(run: Run) -> dict:
     meta.update({f"fraction_{s}": f for s, f in zip(SPLITS, run.fractions)})
     meta.update({f"n_{s}": n for s, n in run.counts().items()})
     meta.update({f"accuracy_{s}": a for s, a in run.accuracy.items() if a is not None})  # no value for an empty split
+    meta.update({"augment": run.augment or "none", "refit": bool(run.refit), "n_fitted": int(run.n_fitted)})
+    meta.update({f"cv_{k}": v for k, v in run.cv.items()})  # cv_mean, cv_std, cv_folds of a sweep's candidate
     return meta
 
 # %% ../nbs/07_runs.ipynb #7a0c1e12
@@ -259,7 +278,8 @@ def run_metrics_json(run: Run) -> dict:
         "model": run.model, "params": run.params, "seed": run.seed, "fractions": dict(zip(SPLITS, run.fractions)),
         "stratify": run.stratify, "data": {"source": run.data.get("description", ""), "n_samples": len(run.ids),
                                            "fingerprint": run.data.get("fingerprint", "")},
-        "split": run.counts(), "accuracy": run.accuracy,
+        "split": run.counts(), "accuracy": run.accuracy, "augment": run.augment, "refit": run.refit,
+        "n_fitted": run.n_fitted, "cv": run.cv or None,
         "confusion_matrix": {s: m.tolist() for s, m in run.matrices.items()},
         "run": {"id": run.id, "split_source": run.split_source, "fit_seconds": run.fit_seconds, "when": run.when,
                 "versions": run.versions},
@@ -340,11 +360,13 @@ def load_run(store, run_id, digits: Digits | None = None, with_model=False) -> R
                tuple(meta[f"fraction_{s}"] for s in SPLITS), bool(meta["stratify"]), meta["split_source"],
                ids, split, labels, predicted, float(meta["fit_seconds"]), meta["when"],
                {"description": meta["data_description"], "fingerprint": meta["data_fingerprint"]},
-               metrics["run"]["versions"], ds.get("model") if with_model else None, folder)
+               metrics["run"]["versions"], ds.get("model") if with_model else None, folder,
+               augment=None if meta.get("augment", "none") == "none" else meta["augment"], refit=bool(meta.get("refit", False)),
+               n_fitted=int(meta.get("n_fitted", 0)), cv={k: meta[f"cv_{k}"] for k in ("mean", "std", "folds") if f"cv_{k}" in meta})
 
 # %% ../nbs/07_runs.ipynb #7a0c1e22
 def runs_table(store) -> "pandas.DataFrame":
-    "Every run of `store` as a row: id, when, model, settings, split and the accuracy of each split, oldest first."
+    "Every run of `store` as a row: id, when, model, settings, split, accuracies, augmentation, refit, CV figures; oldest first."
     import pandas as pd
     rows = []
     for ds in store.find(kind=RUN_KIND):
@@ -354,7 +376,8 @@ def runs_table(store) -> "pandas.DataFrame":
                      "setting": ", ".join(f"{k}={v:g}" for k, v in params.items()), "seed": meta["seed"],
                      "fractions": "/".join(f"{meta[f'fraction_{s}']:g}" for s in SPLITS), "split": meta["split_source"],
                      **{f"accuracy_{s}": meta.get(f"accuracy_{s}", np.nan) for s in SPLITS},
-                     "fit_seconds": meta["fit_seconds"]})
+                     "fit_seconds": meta["fit_seconds"], "augment": meta.get("augment", "none"), "refit": bool(meta.get("refit", False)),
+                     **{f"cv_{k}": meta.get(f"cv_{k}", np.nan) for k in ("mean", "std", "folds")}})
     columns = ["id", "when", "model", "params", "setting", "seed", "fractions", "split",
-               *[f"accuracy_{s}" for s in SPLITS], "fit_seconds"]
+               *[f"accuracy_{s}" for s in SPLITS], "fit_seconds", "augment", "refit", "cv_mean", "cv_std", "cv_folds"]
     return pd.DataFrame(rows, columns=columns).sort_values(["when", "id"], ignore_index=True)

@@ -1,0 +1,154 @@
+"""Sweeps: a cross-validated grid from `digits-tutorial sweep`, every candidate a run, the same table on one machine and on a
+real Dask cluster (a scheduler and two workers on 127.0.0.1), and cross-validation that augments the train folds only."""
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digits_tutorial.data import load_digits
+from digits_tutorial.improve import shift_digits
+from digits_tutorial.select import cross_validate_grid
+from digits_tutorial.store import connect_store
+from digits_tutorial.train import fit_model
+
+BIN = Path(sys.executable).parent
+GRID = ["--model", "svc", "--grid", "C=1,5", "--grid", "gamma=0.001,0.003", "--cv", "3", "--quiet"]
+
+
+def digits_tutorial(*args, timeout=600):
+    assert (BIN / "digits-tutorial").exists(), f"{BIN / 'digits-tutorial'}: the command line is not installed beside this Python"
+    return subprocess.run([str(BIN / "digits-tutorial"), *args], capture_output=True, text=True, timeout=timeout)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(process):
+    if process.poll() is None:
+        process.terminate()
+        try: process.wait(20)
+        except subprocess.TimeoutExpired: process.kill(); process.wait()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    "A Dask scheduler and two single-threaded workers, separate processes on 127.0.0.1, as `dask scheduler`/`dask worker` start them."
+    from distributed import Client
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    logs = tmp_path_factory.mktemp("dask")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}  # the workers import this very digits_tutorial
+    started = []
+    try:
+        with open(logs / "scheduler.log", "w") as log:
+            started.append(subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
+                                             "--no-dashboard"], stdout=log, stderr=subprocess.STDOUT, env=env))
+        with open(logs / "workers.log", "w") as log:
+            started.append(subprocess.Popen([str(BIN / "dask"), "worker", address, "--nworkers", "2", "--nthreads", "1",
+                                             "--no-dashboard", "--host", "127.0.0.1"], stdout=log, stderr=subprocess.STDOUT, env=env))
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+            yield address, client
+    finally:
+        for process in reversed(started): _stop(process)
+
+
+def _executed(client) -> int:
+    "How many tasks the workers of the cluster have run so far."
+    return sum(client.run(lambda dask_worker: dask_worker.state.executed_count).values())
+
+
+@pytest.fixture(scope="module")
+def sweeps(cluster, tmp_path_factory):
+    "The same sweep on this machine and on the cluster, each into its own folder."
+    address, client = cluster
+    out = tmp_path_factory.mktemp("sweeps")
+    start = time.perf_counter()
+    local = digits_tutorial("sweep", "--out", str(out / "local"), *GRID)
+    seconds_local = time.perf_counter() - start
+    before = _executed(client)
+    start = time.perf_counter()
+    dask = digits_tutorial("sweep", "--out", str(out / "dask"), *GRID, "--scheduler", address)
+    seconds_dask = time.perf_counter() - start
+    print(f"sweep: {seconds_local:.1f} s on this machine, {seconds_dask:.1f} s through the Dask cluster")
+    return out, local, dask, _executed(client) - before
+
+
+def test_the_sweep_prints_one_line_per_candidate_with_mean_and_spread(sweeps):
+    out, local, _, _ = sweeps
+    assert local.returncode == 0, local.stderr
+    lines = local.stdout.strip().splitlines()
+    assert lines[0] == "svc: 4 candidates, 3-fold cross-validation on the train split; best first"
+    assert lines[1].split() == ["rank", "setting", "CV", "mean", "CV", "std", "valid."]
+    assert [int(line.split()[0]) for line in lines[2:6]] == [1, 2, 3, 4]
+    means = [float(line.split()[-3].rstrip("%")) for line in lines[2:6]]
+    assert means == sorted(means, reverse=True) and means[0] > 97
+    assert lines[6].startswith(f"4 runs recorded in {out / 'local' / 'store.sql'}")
+
+
+def test_every_candidate_is_a_run_with_its_cross_validation(sweeps):
+    out, local, _, _ = sweeps
+    store = connect_store(out / "local" / "store.sql", read_only=True)
+    runs = list(store.find(kind="run"))
+    assert sorted((ds.param_C, ds.param_gamma) for ds in runs) == [(1, 0.001), (1, 0.003), (5, 0.001), (5, 0.003)]
+    for ds in runs:
+        assert ds.cv_folds == 3 and 0 < ds.cv_std < 0.05 and 0.95 < ds.cv_mean <= 1
+        assert ds.n_train == 1079 and ds.n_fitted == 1079 and ds.augment == "none" and ds.refit is False
+        row = next(l for l in local.stdout.splitlines() if f"C={ds.param_C:g}, gamma={ds.param_gamma:g} " in l)
+        assert f"{ds.cv_mean:.2%}" in row and f"{ds.cv_std:.2%}" in row and f"{ds.accuracy_validation:.2%}" in row
+
+
+def test_the_dask_cluster_gives_the_same_table(sweeps):
+    out, local, dask, tasks = sweeps
+    assert dask.returncode == 0, dask.stderr
+    assert tasks >= 4 * 3, f"the workers ran {tasks} tasks: the folds did not go to the cluster"
+    assert dask.stdout.splitlines()[:-1] == local.stdout.splitlines()[:-1]
+
+    def figures(folder):
+        store = connect_store(folder / "store.sql", read_only=True)
+        return sorted((ds.param_C, ds.param_gamma, ds.cv_mean, ds.cv_std, ds.accuracy_validation) for ds in store.find(kind="run"))
+    assert figures(out / "dask") == figures(out / "local")  # to the last bit, not only as printed
+
+
+def test_an_unreachable_scheduler_is_one_line_and_writes_nothing(tmp_path):
+    done = digits_tutorial("sweep", "--out", str(tmp_path / "out"), *GRID, "--scheduler", f"tcp://127.0.0.1:{_free_port()}")
+    assert done.returncode == 1 and done.stderr.count("\n") == 1
+    assert done.stderr.startswith("digits-tutorial: error: tcp://127.0.0.1:") and "no Dask scheduler answers there" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_grid_is_one_line(tmp_path):
+    done = digits_tutorial("sweep", "--out", str(tmp_path / "out"), "--model", "knn", "--grid", "C=1,2")
+    assert done.returncode == 1 and done.stderr == "digits-tutorial: error: knn has no setting C; its settings are k\n"
+    done = digits_tutorial("sweep", "--out", str(tmp_path / "out"), "--model", "knn", "--grid", "k=1,0")
+    assert done.returncode == 1 and done.stderr == "digits-tutorial: error: k is 0, expected a whole number from 1 to 50\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_cross_validation_shifts_the_train_folds_only():
+    "Each fold's model learns from the shifted train folds and is scored on the held-out fold as it is."
+    from sklearn.model_selection import StratifiedKFold
+    digits = load_digits("bundled")[:600]
+    table = cross_validate_grid(digits.X, digits.y, "svc", {"C": [5]}, cv=3, seed=0, augment="shifts")
+    expected = []
+    for train, held_out in StratifiedKFold(3, shuffle=True, random_state=0).split(digits.X, digits.y):
+        model = fit_model("svc", *shift_digits(digits.X[train], digits.y[train]), C=5)
+        expected.append(model.score(digits.X[held_out].astype(float), digits.y[held_out]))
+    assert np.allclose(table.fold_scores[0], expected) and table.cv_mean[0] == pytest.approx(np.mean(expected))
+    assert table.cv_std[0] == pytest.approx(np.std(expected))
+
+
+def test_a_sweep_with_shifts_records_nine_times_the_train_digits(tmp_path):
+    done = digits_tutorial("sweep", "--out", str(tmp_path), "--model", "knn", "--grid", "k=1", "--cv", "2", "--augment", "shifts",
+                           "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "2-fold cross-validation on the train split, train folds shifted" in done.stdout
+    [ds] = connect_store(tmp_path / "store.sql", read_only=True).find(kind="run")
+    assert ds.augment == "shifts" and ds.n_fitted == 9 * ds.n_train and ds.cv_folds == 2 and ds.accuracy_validation > 0.97
