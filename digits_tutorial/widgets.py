@@ -226,6 +226,7 @@ class DigitsLab:
         self.gallery_title = w.HTML()
         self.gallery = w.Image(format="png", layout={"max_width": "700px", "align_self": "flex-start"})
         self.provenance = w.HTML()
+        self.drawing = self._drawing_pad()
         self._wire()
         self._param_controls()
         self._list_runs()
@@ -237,6 +238,7 @@ class DigitsLab:
             w.HTML("<b>Results</b>"), w.HBox([self.view, self.values]), self.accuracy, self.split_used, self.test_note,
             self.matrix, self.save_button,
             self.gallery_title, self.gallery, self.provenance,
+            w.HTML("<b>Draw a digit</b>"), self.drawing.widget,
         ])
 
     def _ipython_display_(self):
@@ -399,6 +401,7 @@ def refresh(self: DigitsLab):
     self.test_note.layout.display = None if state.view_split == "test" else "none"
     self._draw_matrix()
     self._draw_gallery()
+    self.drawing.use_run(state.result)  # the pad reads with the run on show
 
 
 @patch
@@ -447,3 +450,12 @@ def _draw_gallery(self: DigitsLab):
                    for k, (s, l, i) in enumerate(zip(cell.source, cell.line, cell.ids)))
     self.provenance.value = ("<table class='digits-provenance'><thead><tr><th>#</th><th>source</th><th>line</th>"
                              f"<th>Kosh dataset</th></tr></thead><tbody>{rows}</tbody></table>")
+
+# %% ../nbs/08_lab.ipynb #7bd2ad95
+from .draw import DrawingPad, DrawingWidget
+
+
+@patch
+def _drawing_pad(self: DigitsLab) -> DrawingWidget:
+    "The drawing pad, on the lab's store and digits, reading with the run on show."
+    return DrawingWidget(DrawingPad(self.state.store, self.state.result, digits=self.state.digits))
