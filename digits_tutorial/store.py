@@ -24,7 +24,7 @@ from .images import counts_to_grey, grey_to_counts, image_name, read_digit_image
 # %% auto #0
 __all__ = ['LOADERS', 'DIGIT_KIND', 'STORE_NAME', 'IMAGES_NAME', 'INFO_ID', 'STORE_LAYOUT', 'RUNS_NAME', 'OptDigitsLoader',
            'OptDigitsBitmapLoader', 'DigitImageLoader', 'connect_store', 'digit_records', 'insert_records',
-           'StoreMismatch', 'folder_lock', 'store_info', 'build_store', 'read_stored_digits']
+           'StoreMismatch', 'folder_lock', 'store_info', 'build_store', 'read_stored_digits', 'store_for_this_thread']
 
 # %% ../nbs/04_store.ipynb #998f8856
 class OptDigitsLoader(KoshLoader):
@@ -301,3 +301,15 @@ def read_stored_digits(store, split=None, **query) -> Digits:
     X = DigitImageLoader.read_many(uris) if uris else np.empty((0, 64), dtype=np.uint8)
     return Digits(X, value("label", np.int64), value("source", object), value("line", np.int64), value("index", np.int64),
                   "digits read through Kosh", value("split", object), np.array([r["id"] for r in records], dtype=object))
+
+# %% ../nbs/04_store.ipynb #1d5fff3b
+_THREAD_STORES = {}  # (store URI, read-only, thread) -> the store opened for that thread
+
+
+def store_for_this_thread(store):
+    "`store` in the main thread (where notebooks and scripts open stores), else the same Kosh store opened once for this thread."
+    import threading
+    if threading.current_thread() is threading.main_thread(): return store
+    key = (str(store.db_uri), bool(getattr(store, "__read_only__", False)), threading.get_ident())
+    if key not in _THREAD_STORES: _THREAD_STORES[key] = connect_store(key[0], read_only=key[1])
+    return _THREAD_STORES[key]
