@@ -16,7 +16,7 @@ from .data import Digits
 from .evaluate import CLASSES, SPLIT_TITLES, cell_digits, save_confusion_matrices
 from .runs import Run, load_run, run_model, runs_table, store_path
 from .split import SPLITS
-from .store import read_stored_digits, store_info
+from .store import read_stored_digits, store_for_this_thread, store_info
 from .train import DEFAULT_MODEL, MODELS
 
 # %% auto #0
@@ -38,7 +38,7 @@ class LabState:
     MIN_FRACTION = 0.05
 
     def __init__(self, store):
-        self.store = store
+        self._store = store
         self.digits = read_stored_digits(store)  # every digit, through Kosh, with its provenance and the store's split
         info = store_info(store_path(store)) or {}
         shares = tuple(round(float((self.digits.split == s).mean()), 2) for s in SPLITS)
@@ -49,6 +49,11 @@ class LabState:
         self.view_split, self.normalize, self.selected = "validation", False, None
         self.result: Run | None = None
         self.stale, self.busy, self.error = True, False, None
+
+    @property
+    def store(self):
+        "The lab's Kosh store, as the thread that asks may use it (JupyterLab runs widget callbacks in a thread of their own)."
+        return store_for_this_thread(self._store)
 
     # --- split and model: these make the results out of date ---
     def set_fraction(self, split, value):
@@ -451,7 +456,7 @@ def _draw_gallery(self: DigitsLab):
     self.provenance.value = ("<table class='digits-provenance'><thead><tr><th>#</th><th>source</th><th>line</th>"
                              f"<th>Kosh dataset</th></tr></thead><tbody>{rows}</tbody></table>")
 
-# %% ../nbs/08_lab.ipynb #7bd2ad95
+# %% ../nbs/08_lab.ipynb #939fdbf5
 from .draw import DrawingPad, DrawingWidget
 
 
