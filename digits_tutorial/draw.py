@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -360,6 +361,7 @@ class DrawingWidget:
     def __init__(self, pad: DrawingPad):
         import ipywidgets as w
         self.w, self.pad = w, pad
+        self._turn = threading.RLock()  # callbacks take turns: JupyterLab may run two at once, in two threads
         wide = {"description_width": "initial"}
         self.canvas = DrawingCanvas()
         self.prediction = w.HTML(description="Prediction", style=wide)
@@ -390,17 +392,23 @@ class DrawingWidget:
 @patch
 def show_drawing(self: DrawingWidget, png: bytes):
     "Read the drawing the canvas sent (PNG bytes; empty when cleared) and show what the pad made of it."
-    if png:
-        with Image.open(io.BytesIO(png)) as image: self.pad.draw(np.asarray(image.convert("RGBA")))
-    else:
-        self.pad.clear()
-    self.message.value = ""
-    self.refresh()
+    with self._turn:
+        if png:
+            with Image.open(io.BytesIO(png)) as image: self.pad.draw(np.asarray(image.convert("RGBA")))
+        else:
+            self.pad.clear()
+        self.message.value = ""
+        self.refresh()
 
 
 @patch
 def keep(self: DrawingWidget):
     "Keep the drawing as the class chosen under **True class**, then clear the pad for the next digit."
+    with self._turn: self._keep()
+
+
+@patch
+def _keep(self: DrawingWidget):
     if self.label.value is None:
         self.message.value = _alert("Choose the true class first: which digit did you draw?")
         return
@@ -420,9 +428,10 @@ def keep(self: DrawingWidget):
 @patch
 def use_run(self: DrawingWidget, run: Run | None):
     "Read with `run`'s model from now on, and show the drawing read again."
-    if run is self.pad.run: return
-    self.pad.use_run(run)
-    self.refresh()
+    with self._turn:
+        if run is self.pad.run: return
+        self.pad.use_run(run)
+        self.refresh()
 
 # %% ../nbs/11_draw.ipynb #734ca6ee
 @patch

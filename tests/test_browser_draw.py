@@ -112,6 +112,8 @@ def draw_and_keep(page, url, lessons, shots):
     expect(pad.get_by_text(re.compile(r"^Kept as a 7: drawn digit 13 in the store"))).to_be_visible(timeout=UI_SECONDS * 1000)
     expect(labelled(pad, "widget-html", "Your digits").locator(".widget-html-content")).to_contain_text("13 kept in the store")
     expect(prediction).to_have_text(re.compile("Draw a digit on the pad"))
+    expect(pad.locator("img.digits-draw-figure")).to_have_count(0)  # no picture of the kept digit comes back
+    expect(pad.locator("table.digits-neighbours")).to_have_count(0)
     assert canvas.evaluate("c => c.getContext('2d').getImageData(0, 0, c.width, c.height).data.every(v => v === 0)")
     after = kept_digits(lessons)
     assert after[:-1] == before and after[-1] == (13, 7, 7), after

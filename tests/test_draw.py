@@ -257,3 +257,26 @@ def test_the_widget_works_from_the_thread_jupyterlab_runs_its_callbacks_in(tmp_p
     assert not failures and view.message.value.startswith("Kept as a 7"), (failures, view.message.value)
     assert view.kept.value.startswith("1 kept in the store")
     assert store.is_synchronous() and [d.label for d in store.find(source="drawn")] == [7]
+
+
+def test_keep_pressed_while_a_drawing_is_being_read_waits_for_it(tmp_path, monkeypatch):
+    "JupyterLab runs the canvas's callbacks in a subshell and a button's in the main thread: at the same time, unless they take turns."
+    import threading
+    import time
+    import digits_tutorial.draw as draw
+    store = make_store(tmp_path)
+    view = DrawingWidget(DrawingPad(store, run_model(store, record=False)))
+    view.label.value = 7
+    reading, plot = threading.Event(), draw.plot_bitmap_and_counts
+
+    def slow_plot(*args, **kwargs):  # the reading of a drawing, caught while it draws its pictures
+        reading.set(); time.sleep(0.5)
+        return plot(*args, **kwargs)
+    monkeypatch.setattr(draw, "plot_bitmap_and_counts", slow_plot)
+    subshell = threading.Thread(target=lambda: setattr(view.canvas, "png", rgba_to_png(draw_strokes(SEVEN))))
+    subshell.start()
+    assert reading.wait(30)
+    view.keep_button.click()  # pressed while the 7 is still being read
+    subshell.join()
+    assert view.message.value.startswith("Kept as a 7") and [d.label for d in store.find(source="drawn")] == [7]
+    assert view.pad.rgba is None and view.steps.value == "" and view.neighbours.value == "" and view.chart.value == ""
