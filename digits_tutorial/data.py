@@ -216,11 +216,15 @@ def write_bitmaps(path, bitmaps, labels, title="digits-tutorial"):
     return path
 
 # %% ../nbs/01_data.ipynb #c7d6b871
-def plot_bitmap_and_counts(bitmap, title=""):
-    "Draw a 32x32 bitmap beside its 8x8 block counts, the counts written in the blocks; return the figure."
+def plot_bitmap_and_counts(bitmap, title="", drawing=None):
+    "Draw a 32x32 bitmap and its 8x8 block counts (written in), after the `drawing` it came from if given; return the figure."
     import matplotlib.pyplot as plt
     counts = block_counts(bitmap[None])[0].reshape(8, 8)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(6, 3))
+    fig, axes = plt.subplots(1, 2 if drawing is None else 3, figsize=(6 if drawing is None else 9, 3))
+    left, right = axes[-2:]
+    if drawing is not None:  # the drawing as it is (transparent paper shows white), framed to show its size
+        axes[0].imshow(drawing, cmap="gray", interpolation="nearest")
+        axes[0].set_title("drawing"); axes[0].set_xticks([]); axes[0].set_yticks([])
     left.imshow(bitmap, cmap="gray_r", interpolation="nearest")
     left.set_title("32x32 bitmap"); left.set_xticks(np.arange(-0.5, 32, 4), []); left.set_yticks(np.arange(-0.5, 32, 4), [])
     left.grid(color="tab:blue", linewidth=0.5)

@@ -23,7 +23,7 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['CHECKED_VERSIONS', 'bulk_supported', 'fast_sha', 'digit_records', 'sina_rows', 'insert_records', 'new_store',
            'close_store', 'read_records', 'read_record', 'make_public', 'replace_path', 'replace_copy', 'folder_lock',
-           'safe_members', 'unpack_all_or_nothing', 'quiet_logger']
+           'store_for_this_thread', 'safe_members', 'unpack_all_or_nothing', 'quiet_logger']
 
 # %% ../nbs/90_under_the_hood.ipynb #90a0b006
 CHECKED_VERSIONS = {"kosh": ((3, 5), (3, 6)), "llnl-sina": ((1, 16), (2, 0))}  # [low, high) of (major, minor)
@@ -191,6 +191,19 @@ def folder_lock(folder):
     Path(folder).mkdir(parents=True, exist_ok=True)
     path = str(Path(folder).resolve() / ".store.lock")
     return _LOCKS.setdefault(path, FileLock(path, timeout=600))
+
+# %% ../nbs/90_under_the_hood.ipynb #90739ce2
+_THREAD_STORES = {}  # (store URI, read-only, thread) -> the store opened for that thread
+
+
+def store_for_this_thread(store):
+    "`store` in the main thread (where notebooks and scripts open stores), else the same Kosh store opened once for this thread."
+    import threading
+    from digits_tutorial.store import connect_store  # the project's loaders come with it
+    if threading.current_thread() is threading.main_thread(): return store
+    key = (str(store.db_uri), bool(getattr(store, "__read_only__", False)), threading.get_ident())
+    if key not in _THREAD_STORES: _THREAD_STORES[key] = connect_store(key[0], read_only=key[1])
+    return _THREAD_STORES[key]
 
 # %% ../nbs/90_under_the_hood.ipynb #90a0b01c
 def safe_members(archive) -> list[str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import html
 import io
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,8 @@ from .data import Digits
 from .evaluate import CLASSES, SPLIT_TITLES, cell_digits, save_confusion_matrices
 from .runs import Run, load_run, run_model, runs_table, store_path
 from .split import SPLITS
-from .store import connect_store, read_stored_digits, store_info
+from .plumbing import store_for_this_thread
+from .store import read_stored_digits, store_info
 from .train import DEFAULT_MODEL, MODELS
 
 # %% auto #0
@@ -39,7 +39,7 @@ class LabState:
     MIN_FRACTION = 0.05
 
     def __init__(self, store):
-        self._stores = {threading.get_ident(): store}  # SQLite connections may not cross threads: one per thread
+        self._store = store
         self.digits = read_stored_digits(store)  # every digit, through Kosh, with its provenance and the store's split
         info = store_info(store_path(store)) or {}
         shares = tuple(round(float((self.digits.split == s).mean()), 2) for s in SPLITS)
@@ -53,11 +53,8 @@ class LabState:
 
     @property
     def store(self):
-        "The Kosh store, opened for the thread that asks (a widget's callback may run on another thread than the cell)."
-        thread = threading.get_ident()
-        if thread not in self._stores:
-            self._stores[thread] = connect_store(store_path(next(iter(self._stores.values()))))
-        return self._stores[thread]
+        "The lab's Kosh store, as the thread that asks may use it (JupyterLab runs widget callbacks in a thread of their own)."
+        return store_for_this_thread(self._store)
 
     # --- split and model: these make the results out of date ---
     def set_fraction(self, split, value):
@@ -232,6 +229,7 @@ class DigitsLab:
         self.gallery_title = w.HTML()
         self.gallery = w.Image(format="png", layout={"max_width": "700px", "align_self": "flex-start"})
         self.provenance = w.HTML()
+        self.drawing = self._drawing_pad()
         self._wire()
         self._param_controls()
         self._list_runs()
@@ -243,6 +241,7 @@ class DigitsLab:
             w.HTML("<b>Results</b>"), w.HBox([self.view, self.values]), self.accuracy, self.split_used, self.test_note,
             self.matrix, self.save_button,
             self.gallery_title, self.gallery, self.provenance,
+            w.HTML("<b>Draw a digit</b>"), self.drawing.widget,
         ])
 
     def _ipython_display_(self):
@@ -405,6 +404,7 @@ def refresh(self: DigitsLab):
     self.test_note.layout.display = None if state.view_split == "test" else "none"
     self._draw_matrix()
     self._draw_gallery()
+    self.drawing.use_run(state.result)  # the pad reads with the run on show
 
 
 @patch
@@ -453,3 +453,12 @@ def _draw_gallery(self: DigitsLab):
                    for k, (s, l, i) in enumerate(zip(cell.source, cell.line, cell.ids)))
     self.provenance.value = ("<table class='digits-provenance'><thead><tr><th>#</th><th>source</th><th>line</th>"
                              f"<th>Kosh dataset</th></tr></thead><tbody>{rows}</tbody></table>")
+
+# %% ../nbs/12_lab.ipynb #939fdbf5
+from .draw import DrawingPad, DrawingWidget
+
+
+@patch
+def _drawing_pad(self: DigitsLab) -> DrawingWidget:
+    "The drawing pad, on the lab's store and digits, reading with the run on show."
+    return DrawingWidget(DrawingPad(self.state.store, self.state.result, digits=self.state.digits))
