@@ -14,7 +14,8 @@ import numpy as np
 # %% auto #0
 __all__ = ['MISTAKES', 'Feedback', 'check_block_counts', 'check_image_name', 'check_test_eights', 'check_validation_eights',
            'check_knn_train_accuracy', 'check_recall_of_eights', 'check_best_knn', 'check_knn_command',
-           'check_fractions_after_move', 'check_load_ratio', 'check_scalar_rows']
+           'check_fractions_after_move', 'check_load_ratio', 'check_scalar_rows', 'check_knn_cross_validation',
+           'check_precision_of_eights', 'check_bitmap_ink']
 
 # %% ../nbs/exercises.ipynb #e0e0a006
 @dataclass
@@ -208,6 +209,53 @@ def check_scalar_rows(answer, records) -> Feedback:
         return Feedback(False, "That counts the rows of every table: only `ScalarData`, the numbers.")
     return Feedback(False, "`sina_rows(records)` gives the rows table by table; count those of `ScalarData`.")
 
+def check_knn_cross_validation(answer, train) -> Feedback:
+    "Choosing a model: the mean cross-validated accuracy of knn with k=1 on the train split, with the lesson's five folds."
+    from sklearn.model_selection import cross_val_score
+    from digits_tutorial.select import RegistryClassifier, stratified_folds
+    if (f := _unanswered(answer)) is not None: return f
+    if isinstance(answer := _number(answer, "an accuracy from 0 to 1"), Feedback): return answer
+    scores = cross_val_score(RegistryClassifier("knn", {"k": 1}), train.X, train.y, cv=stratified_folds(5, seed=0))
+    right = scores.mean()
+    if abs(answer - right) < 1e-9:
+        return Feedback(True, f"{right:.2%}, with a spread of {scores.std():.2%} over the folds: each fold scored by a model "
+                              "that never saw it.")
+    if abs(answer - 1.0) < 1e-9:
+        return Feedback(False, "1.0 is what k=1 gets on the digits it learned from; cross-validation scores each fold with a "
+                               "model fitted on the *other* folds: `cross_val_score`.")
+    if abs(answer - scores.std()) < 1e-9: return Feedback(False, "That is the spread; the question asks for the mean.")
+    return Feedback(False, "`cross_val_score(RegistryClassifier('knn', {'k': 1}), train.X, train.y, cv=stratified_folds(5, seed=0))`, "
+                           "then its mean.")
+
+
+def check_precision_of_eights(answer, cm) -> Feedback:
+    "Improving a model: the precision of class 8 in confusion matrix `cm`: of the digits predicted 8, the share that are 8."
+    if (f := _unanswered(answer)) is not None: return f
+    if isinstance(answer := _number(answer, "a share from 0 to 1"), Feedback): return answer
+    cm = np.asarray(cm)
+    right, recall = cm[8, 8] / max(cm[:, 8].sum(), 1), cm[8, 8] / max(cm[8].sum(), 1)
+    if abs(answer - right) < 1e-9:
+        return Feedback(True, f"{right:.1%}: of the {cm[:, 8].sum()} digits read as 8, {cm[8, 8]} are eights; "
+                              "`classification_report` calls it precision.")
+    if abs(answer - recall) < 1e-9:
+        return Feedback(False, "That is the recall (the row: of the true eights, the share found). Precision reads the "
+                               "column: of the digits *predicted* 8, the share that are 8.")
+    return Feedback(False, "Precision of class 8: `cm[8, 8]` divided by the total of column 8, `cm[:, 8].sum()`.")
+
+
+def check_bitmap_ink(answer, rgba) -> Feedback:
+    "Draw a digit: how many ink pixels the 32x32 bitmap of drawing `rgba` holds, after size normalisation."
+    from digits_tutorial.draw import drawing_to_bitmap, ink_mask
+    if (f := _unanswered(answer)) is not None: return f
+    if isinstance(answer := _number(answer, "a number of pixels"), Feedback): return answer
+    right = int(drawing_to_bitmap(rgba).sum())
+    if answer == right:
+        return Feedback(True, f"{right} of the 1,024 pixels; the 64 block counts add up to exactly that.")
+    if answer == int(ink_mask(rgba).sum()):
+        return Feedback(False, "That is the ink on the pad as drawn; count it in the 32x32 bitmap, after the ink's box is "
+                               "scaled to fit: `drawing_to_bitmap`.")
+    return Feedback(False, "`drawing_to_bitmap(seven)` is the 32x32 bitmap of 0s and 1s: add it up.")
+
 # %% ../nbs/exercises.ipynb #e0e0a00a
 MISTAKES = {  # check: (a typical wrong answer, as code run in the lesson, and words its hint says)
     "check_block_counts": ("answer = bitmaps[0].reshape(4, 8, 4, 8).sum(axis=(1, 3))", "4x4 block"),
@@ -224,4 +272,8 @@ MISTAKES = {  # check: (a typical wrong answer, as code run in the lesson, and w
     "check_fractions_after_move": ("answer = (0.35, 0.35)", "keep their proportion"),
     "check_load_ratio": ("answer = figures['pillow_load_seconds'] / figures['kosh_load_seconds']", "Upside down"),
     "check_scalar_rows": ("answer = sum(map(len, sina_rows(records).values()))", "only `ScalarData`"),
+    "check_knn_cross_validation": ("answer = fit_augmented('knn', train.X, train.y, 0, {'k': 1})[0].score(train.X, train.y)",
+                                   "model fitted on the *other* folds"),
+    "check_precision_of_eights": ("cm = start['logistic'].matrices['validation']\nanswer = cm[8, 8] / cm[8].sum()", "That is the recall"),
+    "check_bitmap_ink": ("answer = int(ink_mask(seven).sum())", "ink on the pad as drawn"),
 }
