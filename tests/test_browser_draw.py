@@ -15,23 +15,26 @@ import time
 
 import pytest
 
-from test_browser import Shots, browser_page, jupyter_lab, labelled, run_all_cells, wait_until  # noqa: F401 (fixtures)
+from test_browser import (TIMEOUT_SCALE, Shots, browser_page, jupyter_lab, labelled, run_all_cells, stages,  # noqa: F401
+                          wait_until)  # (fixtures and helpers of the lab's browser test: the same JupyterLab and Chromium)
 
 pytestmark = pytest.mark.browser
 
 LESSON = "11_draw.ipynb"
-UI_SECONDS = 30  # for a drawing to be read and shown, or a digit kept
+UI_SECONDS = 30 * TIMEOUT_SCALE  # for a drawing to be read and shown, or a digit kept (DIGITS_TUTORIAL_TIMEOUT_SCALE scales it)
 SEVEN = [(0.3, 0.2), (0.7, 0.2), (0.45, 0.85)]  # a 7, as fractions of the pad
 
 
-def test_draw_a_digit_in_jupyterlab(jupyter_lab, browser_page, root):
+def test_draw_a_digit_in_jupyterlab(jupyter_lab, browser_page, root, stages):
     url, lessons = jupyter_lab
     page, blocked = browser_page
     shots = Shots(page, root / "test-artifacts" / "browser-draw")
     start = time.monotonic()
     try:
-        draw_and_keep(page, re.sub(r"/lab/tree/[^?]+", f"/lab/tree/{LESSON}", url), lessons, shots)
+        draw_and_keep(page, re.sub(r"/lab/tree/[^?]+", f"/lab/tree/{LESSON}", url), lessons, shots, stages)
+        stages.end()
     except BaseException:
+        stages.end(failed=True)
         try: shots("failure")
         except Exception: pass
         raise
@@ -59,10 +62,12 @@ def stroke(page, canvas, points, steps=12):
     page.mouse.up()
 
 
-def draw_and_keep(page, url, lessons, shots):
+def draw_and_keep(page, url, lessons, shots, stages):
     from playwright.sync_api import expect
-    page.goto(url, timeout=60_000)
-    run_all_cells(page, lessons / LESSON, shots)
+    stages.begin("the lesson opens with an idle kernel")
+    page.goto(url, timeout=60_000 * TIMEOUT_SCALE)
+    run_all_cells(page, lessons / LESSON, shots, stages)
+    stages.begin("a 7 drawn, read, cleared; a dot refused; the 7 kept")
 
     canvas = page.locator("canvas.digits-draw-canvas")
     expect(canvas).to_have_count(1)
