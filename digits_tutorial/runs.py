@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -23,7 +22,8 @@ from kosh import KoshLoader
 from .data import Digits
 from .evaluate import accuracies, confusion_matrices, matrix_file_name, predict_splits, save_confusion_matrices
 from .split import SPLITS, check_fractions, split_digits, split_with_test_file
-from .store import RUNS_NAME, folder_lock, read_stored_digits, store_info
+from .plumbing import folder_lock, make_public, replace_copy
+from .store import RUNS_NAME, read_stored_digits, store_info
 from .train import DEFAULT_MODEL, MODELS, fit_model, make_model
 from .improve import augment_digits, check_augment  # the shifts of the lesson on improving a model
 
@@ -300,16 +300,6 @@ def _write_run_files(run: Run, folder: Path) -> list[tuple[str, str, dict]]:
     return files
 
 
-def _replace_copy(source: Path, target: Path):
-    "Copy `source` over `target` so that a reader sees the old file or the new one, never half of it."
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def record_run(store, run: Run) -> Path:
     "Keep `run` in `store`: its files under `runs/RUN_ID/`, a Kosh dataset (`kind = \"run\"`) with them associated; return the folder."
     top = store_folder(store)
@@ -319,8 +309,7 @@ def record_run(store, run: Run) -> Path:
     final = runs / run.id
     try:
         files = _write_run_files(run, partial)
-        umask = os.umask(0); os.umask(umask)
-        partial.chmod(0o777 & ~umask)  # temporary folders are private; a run's folder should not be
+        make_public(partial)  # temporary folders are private; a run's folder should not be
         with folder_lock(top):  # one process at a time writes to the store
             partial.rename(final)
             dataset = store.create(name=run.id, id=run.id, metadata=run_metadata(run))
@@ -331,7 +320,7 @@ def record_run(store, run: Run) -> Path:
                 store.delete(dataset)
                 raise
             for name in [matrix_file_name(s) for s in SPLITS] + [METRICS_NAME]:
-                _replace_copy(final / name, top / name)  # the latest run, under the original tutorial's names
+                replace_copy(final / name, top / name)  # the latest run, under the original tutorial's names
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         shutil.rmtree(final, ignore_errors=True)

@@ -5,12 +5,10 @@
 # %% ../nbs/04_store.ipynb #8c4a57e9
 from __future__ import annotations
 
-import json
 import shutil
 import sqlite3
 import tempfile
 import uuid
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
