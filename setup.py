@@ -8,7 +8,8 @@ config.read("settings.ini", encoding="utf-8")
 cfg = config["DEFAULT"]
 
 requirements = cfg.get("requirements", "").split()
-dev_requirements = cfg.get("dev_requirements", "").split()
+lessons_requirements = cfg.get("lessons_requirements", "").split()
+dev_requirements = lessons_requirements + cfg.get("dev_requirements", "").split()  # dev: the lessons and the test tools
 licenses = {"apache2": ("Apache Software License 2.0", "OSI Approved :: Apache Software License")}
 statuses = ["1 - Planning", "2 - Pre-Alpha", "3 - Alpha", "4 - Beta", "5 - Production/Stable"]
 lic = licenses[cfg["license"]]
@@ -36,7 +37,7 @@ setuptools.setup(
     include_package_data=True,
     python_requires=">=" + min_python,
     install_requires=requirements,
-    extras_require={"dev": dev_requirements},
+    extras_require={"lessons": lessons_requirements, "dev": dev_requirements},
     entry_points={
         "console_scripts": cfg.get("console_scripts", "").split(),
         "nbdev": [f'{cfg["lib_path"]}={cfg["lib_path"]}._modidx:d'],

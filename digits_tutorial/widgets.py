@@ -50,6 +50,8 @@ class LabState:
         self.view_split, self.normalize, self.selected = "validation", False, None
         self.result: Run | None = None
         self.stale, self.busy, self.error = True, False, None
+        runs = runs_table(self.store)  # oldest first
+        if len(runs): self.show_run(runs.id.iloc[-1])  # start where the store left off: on its latest run
 
     @property
     def store(self):

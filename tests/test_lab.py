@@ -71,6 +71,7 @@ def test_model_controls_follow_the_model(lab):
 ])
 def test_bad_settings_are_messages(store, change, expected):
     state = LabState(store)
+    state.set_model("logistic")  # the lab starts on the store's latest run, which earlier tests made with other models
     assert state.fit()
     good = state.result
     change(state)
@@ -132,3 +133,27 @@ def test_save_writes_the_three_pngs(lab, tmp_path):
     lab.save_button.click()
     assert sorted(p.name for p in tmp_path.glob("*.png")) == [
         "Test_Data_confusion_matrix.png", "Train_Data_confusion_matrix.png", "Validation_Data_confusion_matrix.png"]
+
+
+def test_the_lab_opens_on_the_latest_run_of_a_folder_made_by_the_command(tmp_path, cli):
+    "The issue's case: `digits-tutorial run` twice, then the lab on that store: the latest run, selected, its settings set."
+    out = tmp_path / "results"
+    for args in ([], ["--model", "knn", "--param", "k=3", "--train", "0.7", "--validation", "0.15", "--test", "0.15"]):
+        done = cli("run", "--out", out, "--quiet", *args)
+        assert done.returncode == 0, done.stderr
+    store = connect_store(out / "store.sql")
+    lab = DigitsLab(store, out_folder=out)
+    runs = [run_id for _, run_id in lab.state.runs()]
+    assert len(runs) == 2 and lab.state.result.id == runs[-1] and lab.runs.value == runs[-1]
+    assert lab.model.value == "knn" and [box.children[0].value for box in lab.params.children] == [3]
+    assert [lab.fraction[s].value for s in ("train", "validation", "test")] == [0.7, 0.15, 0.15]
+    assert "No results yet" not in lab.status.value and "k-nearest neighbours (k=3), fitted in" in lab.status.value
+    assert lab.cells[0][0].description != "" and lab.accuracy.value.count("%") == 3
+    assert not lab.state.stale and lab.drawing.pad.run is lab.state.result  # the pad reads with that run's model
+
+
+def test_a_store_without_runs_asks_for_a_fit(tmp_path):
+    digits = load_digits("bundled")
+    digits.split = split_digits(digits.y, seed=0)
+    lab = DigitsLab(connect_store(build_store(digits, tmp_path / "fresh")), out_folder=tmp_path)
+    assert lab.state.result is None and lab.runs.value is None and "No results yet" in lab.status.value
