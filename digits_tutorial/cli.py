@@ -148,6 +148,11 @@ def make_parser() -> argparse.ArgumentParser:
     bench.add_argument("--n-digits", type=int, default=5620, help="digits to store (default 5620, the full UCI set)")
     bench.add_argument("--repeats", type=int, default=3, help="repeats of each measurement; the median is reported (default 3)")
     bench.add_argument("--data", default="auto", help="where the digits come from (default: auto, the UCI data if at hand, else the bundled)")
+    lab = commands.add_parser("lab", help="open the lab on a folder's store as a web app (Voila)",
+                              description="Serve the lab of lesson 12 on the store in --out as a web app, until Ctrl-C.")
+    lab.add_argument("--out", type=Path, default=Path("results"), help="the folder of the store, made first if none (default: results)")
+    lab.add_argument("--port", type=int, default=8866, help="the port on 127.0.0.1 (default 8866)")
+    lab.add_argument("--no-browser", action="store_true", help="print the address only, open no browser")
     return parser
 
 
@@ -197,6 +202,12 @@ def _runs(args):
         print(f"{r.id:<34} {r.model:<14} {setting:<34} {r.seed:>4}  {r.fractions:<14} {acc}")
 
 
+def _lab(args):
+    from digits_tutorial.widgets import serve_lab
+    serve_lab(args.out, args.port, open_browser=not args.no_browser)
+    print("digits-tutorial: lab stopped", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     "The `digits-tutorial` command: returns the exit status; errors are one line on standard error."
     args = make_parser().parse_args(argv)
@@ -204,6 +215,7 @@ def main(argv=None) -> int:
         if args.command == "run": _run(args)
         elif args.command == "sweep": _sweep(args)
         elif args.command == "runs": _runs(args)
+        elif args.command == "lab": _lab(args)
         elif args.command == "bench":
             from digits_tutorial.bench import run_benchmark
             run_benchmark(n_digits=args.n_digits, repeats=args.repeats, data=args.data)

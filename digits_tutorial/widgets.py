@@ -21,7 +21,8 @@ from .store import read_stored_digits, store_info
 from .train import DEFAULT_MODEL, MODELS
 
 # %% auto #0
-__all__ = ['describe_split', 'LabState', 'gallery_png', 'DigitsLab']
+__all__ = ['LAB_APP_FOLDER', 'LAB_PORT', 'describe_split', 'LabState', 'gallery_png', 'DigitsLab', 'open_lab', 'lab_app_notebook',
+           'LabServer', 'serve_lab']
 
 # %% ../nbs/12_lab.ipynb #fe6b00c7
 def describe_split(run: Run) -> str:
@@ -464,3 +465,153 @@ from .draw import DrawingPad, DrawingWidget
 def _drawing_pad(self: DigitsLab) -> DrawingWidget:
     "The drawing pad, on the lab's store and digits, reading with the run on show."
     return DrawingWidget(DrawingPad(self.state.store, self.state.result, digits=self.state.digits))
+
+# %% ../nbs/12_lab.ipynb #06cb0535
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from .plumbing import replace_path
+from .store import STORE_NAME, connect_store
+
+# %% ../nbs/12_lab.ipynb #b3d6998f
+LAB_APP_FOLDER = ".lab"  # in the lab's folder: the notebook Voila serves and Voila's log
+LAB_PORT = 8866  # Voila's own default port
+
+
+def open_lab(out) -> DigitsLab:
+    "The lab on the Kosh store of folder `out` (as `digits-tutorial run` leaves it), saving its matrices into `out`."
+    out = Path(out).resolve()
+    if not (out / STORE_NAME).is_file():
+        raise FileNotFoundError(f"{out / STORE_NAME}: no store here; `digits-tutorial run --out {out}` makes one")
+    return DigitsLab(connect_store(out / STORE_NAME), out_folder=out)
+
+
+def lab_app_notebook(out) -> Path:
+    "Write the notebook that Voila serves as the lab app, a title and `open_lab` on folder `out`, into `out/.lab/`; its path."
+    out = Path(out).resolve()
+    folder = out / LAB_APP_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    def cell(kind, text):
+        extra = {"execution_count": None, "outputs": []} if kind == "code" else {}
+        return {"cell_type": kind, "id": kind, "metadata": {}, "source": text, **extra}
+    title = (f"# Digits lab\n\nOn the Kosh store `{out / STORE_NAME}`: every **Fit** is a run recorded there, "
+             f"and `digits-tutorial runs --out {out}` lists them.")
+    notebook = {"cells": [cell("markdown", title), cell("code", f"from digits_tutorial.widgets import open_lab\nopen_lab({str(out)!r})")],
+                "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+                "nbformat": 4, "nbformat_minor": 5}
+    fd, tmp = tempfile.mkstemp(prefix=".digits-lab.", dir=folder)
+    with os.fdopen(fd, "w") as f: json.dump(notebook, f, indent=1)
+    path = folder / "digits-lab.ipynb"
+    replace_path(tmp, path)  # two commands on one folder never see half a notebook
+    return path
+
+# %% ../nbs/12_lab.ipynb #6e59627b
+def _port_is_free(port) -> bool:
+    "Whether a server could listen on `port` of 127.0.0.1 now (as servers do, not counting connections closing down)."
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try: s.bind(("127.0.0.1", port))
+        except OSError: return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LabServer:
+    "The lab on the store of folder `out` as a web app: a Voila server on 127.0.0.1 in a process of its own; a context manager."
+
+    def __init__(self, out, port=None, timeout=60):
+        if port is not None and not 0 < int(port) < 65536:
+            raise ValueError(f"port {port}: expected a number from 1 to 65535")
+        self.out, self.port, self.timeout = Path(out), int(port or _free_port()), timeout
+        self.process, self.url = None, f"http://127.0.0.1:{self.port}/"
+        self.log_path = self.out.resolve() / LAB_APP_FOLDER / "voila.log"
+
+    def start(self) -> str:
+        "Start Voila and wait until it answers on its port; its address."
+        if not _port_is_free(self.port):
+            raise OSError(f"port {self.port} on 127.0.0.1 is in use: choose another with --port")
+        notebook = lab_app_notebook(self.out)
+        cmd = [sys.executable, "-m", "voila", str(notebook), "--no-browser", f"--port={self.port}", "--Voila.ip=127.0.0.1",
+               "--Voila.port_retries=0", "--strip_sources=True"]
+        with open(self.log_path, "w") as log:  # the child keeps its own copy of the file
+            self.process = subprocess.Popen(cmd, cwd=notebook.parent, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True)  # Ctrl-C reaches us, not it
+        deadline = time.monotonic() + self.timeout
+        while not self._answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                last = (self.log_path.read_text().strip().splitlines() or ["(nothing)"])[-1]
+                raise OSError(f"the Voila server did not start within {self.timeout} s: {last} (see {self.log_path})")
+            time.sleep(0.2)
+        return self.url
+
+    def _answers(self) -> bool:
+        # a connection, not a request: every page Voila serves starts a kernel
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.settimeout(1)
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def wait(self) -> int:
+        "Wait until the server ends; its exit status."
+        return self.process.wait()
+
+    def stop(self, grace=15):
+        "Stop the server: SIGTERM (Voila shuts its kernels down), then SIGKILL to whatever of its process group is left."
+        if self.process is None: return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try: self.process.wait(grace)
+            except subprocess.TimeoutExpired: pass
+        try: os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError): pass
+        self.process.wait()
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+# %% ../nbs/12_lab.ipynb #84b72716
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def serve_lab(out="results", port=LAB_PORT, open_browser=True, quiet=False):
+    "Serve the lab on the store in `out` (made first, as `digits-tutorial run` makes it, if none) with Voila, until Ctrl-C."
+    import importlib.util
+    if importlib.util.find_spec("voila") is None:
+        raise OSError("the lab app needs Voila, which the lessons extra installs: pip install 'digits-tutorial[lessons]'")
+    server = LabServer(out, port)
+    if not _port_is_free(server.port):
+        raise OSError(f"port {server.port} on 127.0.0.1 is in use: choose another with --port")
+    if not (Path(out) / STORE_NAME).is_file():
+        from digits_tutorial.cli import prepare_store  # the store `digits-tutorial run` makes: bundled digits, its split
+        prepare_store(out, quiet=quiet)
+    main_thread = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # `kill` stops the lab as Ctrl-C does
+    try:
+        with server:
+            print(f"the lab on {Path(out) / STORE_NAME}: {server.url} (Ctrl-C stops it)", flush=True)
+            if open_browser:
+                import webbrowser
+                webbrowser.open(server.url)
+            status = server.wait()
+        raise OSError(f"the Voila server stopped by itself (status {status}); see {server.log_path}")
+    except KeyboardInterrupt:
+        return
+    finally:
+        if main_thread: signal.signal(signal.SIGTERM, before)

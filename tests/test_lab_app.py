@@ -1,0 +1,165 @@
+"""`digits-tutorial lab`: the lab served as a web app by a real Voila server, as a user starts and stops it from a shell.
+
+The command runs as a process of its own, as in a terminal; the tests read the address it prints, ask the server for
+the page, send Ctrl-C (SIGINT) and check what a user would see: one line on standard error, no traceback, exit status 0,
+the port free again and no process left behind (Voila and its kernels). The browser test of the app
+(`test_browser_app.py`) uses the same helpers. Timeouts scale with `DIGITS_TUTORIAL_TIMEOUT_SCALE`, as in
+`test_browser.py`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from test_browser import SCALE_HINT, TIMEOUT_SCALE, _free_port
+
+SCRIPT = Path(sys.executable).with_name("digits-tutorial")
+START_TIMEOUT = 90 * TIMEOUT_SCALE   # seconds for the command to make a store if need be and print the address
+PAGE_TIMEOUT = 120 * TIMEOUT_SCALE   # seconds for Voila to run the app's notebook and send the page
+STOP_TIMEOUT = 30 * TIMEOUT_SCALE    # seconds for Ctrl-C to stop the server, its kernels and the command
+STOPPED = "digits-tutorial: lab stopped\n"
+
+
+def isolated_jupyter(base: Path) -> dict:
+    "The environment of a lab command whose Jupyter configuration, runtime files and IPython profile are its own."
+    dirs = {name: base / name for name in ("config", "runtime", "ipython")}
+    for d in dirs.values(): d.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(dirs["config"]), "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
+           "IPYTHONDIR": str(dirs["ipython"]), "PYTHONUNBUFFERED": "1"}
+    env.pop("JUPYTER_CONFIG_PATH", None)
+    return env
+
+
+def start_lab(out: Path, port: int, env: dict) -> tuple[subprocess.Popen, str]:
+    "Start `digits-tutorial lab --out OUT --no-browser --port PORT`; wait for the address it prints; (process, address)."
+    process = subprocess.Popen([str(SCRIPT), "lab", "--out", str(out), "--no-browser", "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT)
+    line = process.stdout.readline() if ready else ""
+    if not line:
+        process.kill()
+        _, err = process.communicate(timeout=30)
+        pytest.fail(f"digits-tutorial lab printed no address within {START_TIMEOUT:g} s ({SCALE_HINT}):\n{err[-3000:]}")
+    expected = f"the lab on {out / 'store.sql'}: http://127.0.0.1:{port}/ (Ctrl-C stops it)\n"
+    assert line == expected, line
+    return process, f"http://127.0.0.1:{port}/"
+
+
+def family(process) -> list:
+    "The process and all its descendants (Voila, and its kernels), as psutil processes."
+    import psutil
+    parent = psutil.Process(process.pid)
+    return [parent, *parent.children(recursive=True)]
+
+
+def ctrl_c(process) -> tuple[int, str, float]:
+    "Send Ctrl-C (SIGINT) to the command, as a terminal does; (exit status, standard error, seconds it took to stop)."
+    start = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    try:
+        _, err = process.communicate(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail(f"Ctrl-C did not stop digits-tutorial lab within {STOP_TIMEOUT:g} s ({SCALE_HINT})")
+    return process.returncode, err, time.monotonic() - start
+
+
+def port_is_free(port: int) -> bool:
+    "Whether a new server could listen on `port` (as servers bind, with SO_REUSEADDR: closed connections do not count)."
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try: s.bind(("127.0.0.1", port))
+        except OSError: return False
+    return True
+
+
+def kill_family(processes):
+    "Kill what is left of a failed test's processes (only those this test started)."
+    for p in processes:
+        try: p.kill()
+        except Exception: pass
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory, cli):
+    "A folder as the README's first command leaves it: `digits-tutorial run --out results`."
+    out = tmp_path_factory.mktemp("lab-app") / "results"
+    done = cli("run", "--out", out, "--quiet")
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_the_lab_is_served_until_ctrl_c(results, tmp_path):
+    port = _free_port()
+    start = time.monotonic()
+    process, url = start_lab(results, port, isolated_jupyter(tmp_path))
+    started = time.monotonic() - start
+    processes = []
+    try:
+        with urllib.request.urlopen(url, timeout=PAGE_TIMEOUT) as response:  # Voila runs the app's notebook in a kernel
+            page = response.read().decode()
+        served = time.monotonic() - start
+        assert "application/vnd.jupyter.widget-view+json" in page  # the lab's widgets
+        assert "open_lab" not in page and "from digits_tutorial" not in page  # and none of the code that made them
+        processes = family(process)
+        assert len(processes) >= 3, [p.cmdline() for p in processes]  # the command, Voila, the page's kernel
+        status, err, took = ctrl_c(process)
+    finally:
+        if process.poll() is None: process.kill()
+    print(f"[lab app] address printed after {started:.1f} s, page served after {served:.1f} s, stopped in {took:.1f} s")
+    assert (status, err) == (0, STOPPED)
+    assert port_is_free(port)
+    import psutil
+    left = [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    kill_family(left)
+    assert not left, [p.cmdline() for p in left]
+    notebook = json.loads((results / ".lab" / "digits-lab.ipynb").read_text())
+    assert f"open_lab({str(results.resolve())!r})" in notebook["cells"][1]["source"]
+
+
+def test_a_folder_without_a_store_gets_one_as_run_makes_it(tmp_path, results):
+    out = tmp_path / "fresh"
+    process, _ = start_lab(out, _free_port(), isolated_jupyter(tmp_path / "jupyter"))
+    try:
+        status, err, _ = ctrl_c(process)
+    finally:
+        if process.poll() is None: process.kill()
+    assert status == 0 and err.endswith(STOPPED) and "Traceback" not in err
+    assert err.startswith("reading the data\nwriting 1,797 images and the Kosh store to")
+    import kosh
+    made, ran = (kosh.connect(str(folder / "store.sql"), read_only=True) for folder in (out, results))
+    try:  # the same digits in the same splits as `digits-tutorial run` stores them, and no run yet
+        for split in ("train", "validation", "test"):
+            assert sorted(d.index for d in made.find(kind="digit", split=split)) == sorted(
+                d.index for d in ran.find(kind="digit", split=split))
+        assert not list(made.find(kind="run", ids_only=True))
+    finally:
+        made.close(); ran.close()
+    assert len(list((out / "images").glob("*.png"))) == 1797
+
+
+def test_a_port_in_use_is_one_line_and_nothing_is_written(tmp_path, cli):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = cli("lab", "--out", tmp_path / "nothing", "--no-browser", "--port", port)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == f"digits-tutorial: error: port {port} on 127.0.0.1 is in use: choose another with --port\n"
+    assert not (tmp_path / "nothing").exists()
+
+
+def test_a_port_out_of_range_is_one_line(tmp_path, cli):
+    done = cli("lab", "--out", tmp_path / "nothing", "--no-browser", "--port", "70000")
+    assert (done.returncode, done.stderr) == (1, "digits-tutorial: error: port 70000: expected a number from 1 to 65535\n")
+    assert not (tmp_path / "nothing").exists()
