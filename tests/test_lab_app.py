@@ -40,9 +40,9 @@ def isolated_jupyter(base: Path) -> dict:
     return env
 
 
-def start_lab(out: Path, port: int, env: dict) -> tuple[subprocess.Popen, str]:
+def start_lab(out: Path, port: int, env: dict, script: Path = SCRIPT) -> tuple[subprocess.Popen, str]:
     "Start `digits-tutorial lab --out OUT --no-browser --port PORT`; wait for the address it prints; (process, address)."
-    process = subprocess.Popen([str(SCRIPT), "lab", "--out", str(out), "--no-browser", "--port", str(port)],
+    process = subprocess.Popen([str(script), "lab", "--out", str(out), "--no-browser", "--port", str(port)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT)
     line = process.stdout.readline() if ready else ""

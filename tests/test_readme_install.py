@@ -1,0 +1,152 @@
+"""The README's way in, as a new user takes it: its first command in a fresh copy of the project, then every lesson.
+
+The test copies the project (the files git knows, as a clone has them, with any uncommitted change) to a temporary
+folder and runs there, exactly as the README writes them:
+
+1. the first command: a new virtual environment, the package with its `lessons` extra, and the main job
+   (`digits-tutorial run --out results`); then `pip check`, and no pytest and no Playwright in that environment (the
+   lessons must not need the test tools);
+2. the command the README names to run a lesson headless (`.venv/bin/jupyter execute nbs/01_data.ipynb`), for every
+   notebook of `nbs/` (two at a time), in the kernel of that environment, as a learner's JupyterLab would run them;
+3. the lab app of that environment (`digits-tutorial lab`), asked for its page, then stopped with Ctrl-C;
+4. the README's command for the documentation pages without Quarto, on two lessons.
+
+It takes a few minutes (an install; pip's cache is reused) and runs once in `.ci/run`; leave it out with
+`-m "not install"`. Each step's time is printed. Timeouts scale with `DIGITS_TUTORIAL_TIMEOUT_SCALE`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from test_browser import TIMEOUT_SCALE, _free_port
+from test_lab_app import PAGE_TIMEOUT, STOPPED, ctrl_c, isolated_jupyter, start_lab
+
+pytestmark = pytest.mark.install
+
+ROOT = Path(__file__).resolve().parents[1]
+INSTALL_TIMEOUT = 1800 * TIMEOUT_SCALE   # seconds for the README's first command (an install, then the main job)
+LESSON_TIMEOUT = 600 * TIMEOUT_SCALE     # seconds for one lesson
+EXAMPLE = "nbs/01_data.ipynb"            # the lesson the README's command names
+
+
+def code_blocks(text: str) -> list[list[str]]:
+    "The lines of each ```bash block of a markdown text."
+    return [block.strip("\n").splitlines() for block in re.findall(r"^```bash\n(.*?)^```$", text, re.M | re.S)]
+
+
+def readme_commands() -> dict:
+    "The commands the README gives a new user: the first command, the lessons' two, and the documentation's."
+    blocks = code_blocks((ROOT / "README.md").read_text())
+    (first, ci), (open_lessons, run_lesson) = blocks[0], blocks[1]
+    [docs] = [block[0] for block in blocks if block[0].startswith(".venv/bin/python tools/preview_docs.py")]
+    return {"first": first, "ci": ci, "open": open_lessons, "lesson": run_lesson, "docs": docs}
+
+
+def test_the_readme_names_its_commands():
+    "What the install test below runs: the README's commands, in the form it expects (it fails here if they change)."
+    commands = readme_commands()
+    assert commands["first"] == ('python3 -m venv .venv && .venv/bin/pip install -e ".[lessons]" && '
+                                 '.venv/bin/digits-tutorial run --out results')
+    assert commands["ci"] == "bash .ci/run"
+    assert commands["open"] == ".venv/bin/jupyter lab nbs/"
+    assert commands["lesson"] == f".venv/bin/jupyter execute {EXAMPLE}"
+    assert commands["docs"] == ".venv/bin/python tools/preview_docs.py _docs --no-browser"
+
+
+def copy_of_the_project(target: Path) -> Path:
+    "The files git knows (tracked, or new and not ignored), as they are in the working tree, copied to `target`."
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, listed):
+        source = ROOT / name
+        if not source.is_file(): continue  # deleted in the working tree
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target / name)
+    return target
+
+
+def shell(command: str, cwd: Path, env: dict, timeout: float) -> subprocess.CompletedProcess:
+    "Run `command` as a user's shell would, in `cwd`."
+    return subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def user_environment() -> dict:
+    "This process's environment without what points at the test suite's own Python (its venv on PATH, PYTHONPATH)."
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "JUPYTER_PATH")}
+    ours = {str(Path(sys.prefix) / "bin"), os.environ.get("VIRTUAL_ENV", "") + "/bin"} if sys.prefix != sys.base_prefix else set()
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p.rstrip("/") not in ours)
+    return env
+
+
+def test_the_readme_first_command_gives_every_lesson(tmp_path):
+    commands = readme_commands()
+    project = copy_of_the_project(tmp_path / "digits-tutorial")
+    env = user_environment()
+    times = {}
+
+    start = time.monotonic()
+    done = shell(commands["first"], project, env, INSTALL_TIMEOUT)
+    times["the README's first command (install and run)"] = time.monotonic() - start
+    assert done.returncode == 0, f"{commands['first']}\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    assert (project / "results" / "metrics.json").is_file() and (project / "results" / "store.sql").is_file()
+    python = project / ".venv" / "bin" / "python"
+
+    check = subprocess.run([str(python), "-m", "pip", "check"], capture_output=True, text=True, env=env)
+    assert check.returncode == 0, check.stdout + check.stderr
+    probe = ("import importlib.util as u, json; "
+             "print(json.dumps({m: u.find_spec(m) is not None for m in ('pytest', 'playwright', 'nbdev', 'voila', 'jupyterlab')}))")
+    found = json.loads(subprocess.run([str(python), "-c", probe], capture_output=True, text=True, env=env, check=True).stdout)
+    assert found == {"pytest": False, "playwright": False, "nbdev": True, "voila": True, "jupyterlab": True}, found
+    # the kernel `jupyter execute` starts for a lesson ("python3") is this environment's Python
+    specs = json.loads(subprocess.run([str(project / ".venv" / "bin" / "jupyter"), "kernelspec", "list", "--json"],
+                                      capture_output=True, text=True, env=env, check=True).stdout)["kernelspecs"]
+    argv0 = specs["python3"]["spec"]["argv"][0]
+    assert argv0 in ("python", "python3", str(python)) or Path(argv0).resolve() == python.resolve(), specs["python3"]
+    assert Path(specs["python3"]["resource_dir"]).is_relative_to(project / ".venv"), specs["python3"]["resource_dir"]
+
+    def run_lesson(notebook):
+        command = commands["lesson"].replace(EXAMPLE, f"nbs/{notebook.name}")
+        start = time.monotonic()
+        done = shell(command, project, env, LESSON_TIMEOUT)
+        times[command] = time.monotonic() - start
+        print(f"[install] {command}: {times[command]:.1f} s{'' if done.returncode == 0 else ' FAILED'}", flush=True)
+        return f"{command}:\n{done.stderr[-3000:]}" if done.returncode else None
+
+    start = time.monotonic()
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two lessons at a time, as two learners would (nbdev_test does too)
+        failed = [f for f in pool.map(run_lesson, sorted((project / "nbs").glob("*.ipynb"))) if f]
+    times["every lesson, two at a time"] = time.monotonic() - start
+    assert not failed, "\n\n".join(failed)
+
+    start = time.monotonic()
+    process, url = start_lab(project / "results", _free_port(), {**isolated_jupyter(tmp_path / "jupyter"),
+                                                                  "PATH": env["PATH"]},
+                             script=project / ".venv" / "bin" / "digits-tutorial")
+    try:
+        with urllib.request.urlopen(url, timeout=PAGE_TIMEOUT) as response:
+            assert "application/vnd.jupyter.widget-view+json" in response.read().decode()
+        status, err, _ = ctrl_c(process)
+    finally:
+        if process.poll() is None: process.kill()
+    assert (status, err) == (0, STOPPED)
+    times["digits-tutorial lab: page served, then Ctrl-C"] = time.monotonic() - start
+
+    start = time.monotonic()
+    docs = shell(commands["docs"] + " --only index.ipynb 02_images.ipynb", project, env, LESSON_TIMEOUT * 2)
+    times["the documentation pages of two lessons"] = time.monotonic() - start
+    assert docs.returncode == 0, docs.stdout[-3000:] + docs.stderr[-3000:]
+    assert (project / "_docs" / "index.html").is_file() and (project / "_docs" / "images.html").is_file()
+
+    for step, seconds in times.items(): print(f"[install] {seconds:7.1f} s  {step}")
+    shutil.rmtree(project, ignore_errors=True)  # a virtual environment is large: keep it only when the test fails
