@@ -544,7 +544,7 @@ class LabServer:
             raise OSError(f"port {self.port} on 127.0.0.1 is in use: choose another with --port")
         notebook = lab_app_notebook(self.out)
         cmd = [sys.executable, "-m", "voila", str(notebook), "--no-browser", f"--port={self.port}", "--Voila.ip=127.0.0.1",
-               "--Voila.port_retries=0", "--strip_sources=True"]
+               "--Voila.port_retries=0", "--strip_sources=True", "--show_tracebacks=True"]  # an error says what went wrong
         with open(self.log_path, "w") as log:  # the child keeps its own copy of the file
             self.process = subprocess.Popen(cmd, cwd=notebook.parent, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, start_new_session=True)  # Ctrl-C reaches us, not it

@@ -22,7 +22,7 @@ import pytest
 from test_browser import (CHROMIUM, CHROMIUM_ARGS, EXPECT_TIMEOUT, FIT_TIMEOUT, UI_TIMEOUT, VIEWPORT, Shots, _free_port,
                           _missing, cell_titles, html_text, labelled, stages, wait_until)  # noqa: F401 (stages: a fixture)
 from test_browser_draw import SEVEN, UI_SECONDS, stroke
-from test_lab_app import PAGE_TIMEOUT, STOPPED, ctrl_c, isolated_jupyter, start_lab
+from test_lab_app import PAGE_TIMEOUT, STOPPED, ctrl_c, end, isolated_jupyter, start_lab
 
 pytestmark = pytest.mark.browser
 
@@ -52,9 +52,7 @@ def app(tmp_path_factory, cli, stages):
     try:
         yield url, out, process
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(30)
+        end(process)
 
 
 @pytest.fixture(scope="module")
@@ -121,11 +119,17 @@ def use_the_app(page, url, out, cli, shots, stages):
     start = time.monotonic()
     page.goto(url, timeout=PAGE_TIMEOUT * 1000)
     fit = page.get_by_role("button", name=re.compile(r"^\W*Fit$"))  # the name has the icon's glyph before "Fit"
-    fit.wait_for(state="visible", timeout=PAGE_TIMEOUT * 1000)
+    # Voila shows a cell's failure as an error output (its traceback only with --show_tracebacks): fail on it at once
+    error = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'], .jp-RenderedText.jp-mod-error"
+                         ).or_(page.get_by_text("There was an error when executing cell"))
+
+    def lab_or_error():
+        if error.count(): raise AssertionError(f"the app's notebook failed in the kernel:\n{error.first.inner_text()[-2000:]}")
+        return fit.count() and fit.is_visible()
+    wait_until(lab_or_error, PAGE_TIMEOUT, "the lab did not show in the app", interval=0.5)
     canvas = page.locator("canvas.digits-draw-canvas")
     lab = page.locator(".widget-vbox").filter(has=fit).filter(has=canvas).last
-    matrix = lab.locator("button.widget-button[title^='true ']")
-    expect(matrix).to_have_count(100)
+    expect(lab).to_have_count(1)
     print(f"[browser-app] the lab showed {time.monotonic() - start:.1f} s after the page was asked for")
     expect(page.get_by_role("heading", name="Digits lab")).to_be_visible()
     # no code: no editor, no input prompt, none of the app notebook's source
@@ -134,6 +138,9 @@ def use_the_app(page, url, out, cli, shots, stages):
 
     stages.begin("1. it opens on the latest run: k-nearest neighbours, k=3, selected in the list")
     latest = before[-1]
+    expect(lab.get_by_text("No results yet", exact=False)).to_have_count(0)
+    matrix = lab.locator("button.widget-button[title^='true ']")  # a cell has its title once a run is drawn
+    expect(matrix).to_have_count(100)
     expect(labelled(lab, "widget-dropdown", "Model").locator("select")).to_have_value("k-nearest neighbours")
     expect(labelled(lab, "widget-slider", "k").locator(".widget-readout")).to_have_text("3")
     runs_list = labelled(lab, "widget-dropdown", "Earlier runs").locator("select")
@@ -143,7 +150,6 @@ def use_the_app(page, url, out, cli, shots, stages):
     expect(lab.get_by_text(f"Run {latest['id']}: k-nearest neighbours (k=3), fitted in", exact=False)).to_be_visible()
     validation = latest["accuracy"]["validation"]
     assert f"Validation Data {validation:.1%}" in html_text(lab, "Accuracy")
-    expect(lab.get_by_text("No results yet", exact=False)).to_have_count(0)
     shots("opened-on-latest-run", lab)
 
     stages.begin("2. another model, Fit: a new run, listed by digits-tutorial runs")

@@ -47,7 +47,7 @@ def start_lab(out: Path, port: int, env: dict, script: Path = SCRIPT) -> tuple[s
     ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT)
     line = process.stdout.readline() if ready else ""
     if not line:
-        process.kill()
+        end(process)
         _, err = process.communicate(timeout=30)
         pytest.fail(f"digits-tutorial lab printed no address within {START_TIMEOUT:g} s ({SCALE_HINT}):\n{err[-3000:]}")
     expected = f"the lab on {out / 'store.sql'}: http://127.0.0.1:{port}/ (Ctrl-C stops it)\n"
@@ -90,6 +90,15 @@ def kill_family(processes):
         except Exception: pass
 
 
+def end(process):
+    "After a failure: kill the command and what it started (Voila, its kernels), which Ctrl-C would have stopped."
+    if process.poll() is not None: return
+    try: processes = family(process)
+    except Exception: processes = [process]
+    kill_family(reversed(processes))
+    process.wait(30)
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory, cli):
     "A folder as the README's first command leaves it: `digits-tutorial run --out results`."
@@ -115,7 +124,7 @@ def test_the_lab_is_served_until_ctrl_c(results, tmp_path):
         assert len(processes) >= 3, [p.cmdline() for p in processes]  # the command, Voila, the page's kernel
         status, err, took = ctrl_c(process)
     finally:
-        if process.poll() is None: process.kill()
+        end(process)
     print(f"[lab app] address printed after {started:.1f} s, page served after {served:.1f} s, stopped in {took:.1f} s")
     assert (status, err) == (0, STOPPED)
     assert port_is_free(port)
@@ -133,7 +142,7 @@ def test_a_folder_without_a_store_gets_one_as_run_makes_it(tmp_path, results):
     try:
         status, err, _ = ctrl_c(process)
     finally:
-        if process.poll() is None: process.kill()
+        end(process)
     assert status == 0 and err.endswith(STOPPED) and "Traceback" not in err
     assert err.startswith("reading the data\nwriting 1,797 images and the Kosh store to")
     import kosh

@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from test_browser import TIMEOUT_SCALE, _free_port
-from test_lab_app import PAGE_TIMEOUT, STOPPED, ctrl_c, isolated_jupyter, start_lab
+from test_lab_app import PAGE_TIMEOUT, STOPPED, ctrl_c, end, isolated_jupyter, start_lab
 
 pytestmark = pytest.mark.install
 
@@ -138,7 +138,7 @@ def test_the_readme_first_command_gives_every_lesson(tmp_path):
             assert "application/vnd.jupyter.widget-view+json" in response.read().decode()
         status, err, _ = ctrl_c(process)
     finally:
-        if process.poll() is None: process.kill()
+        end(process)
     assert (status, err) == (0, STOPPED)
     times["digits-tutorial lab: page served, then Ctrl-C"] = time.monotonic() - start
 
