@@ -14,10 +14,10 @@ from fastcore.basics import patch
 
 from .data import Digits
 from .evaluate import CLASSES, SPLIT_TITLES, cell_digits, save_confusion_matrices
-from .runs import Run, load_run, run_model, runs_table, store_path
+from .runs import Run, load_run, run_model, runs_table
 from .split import SPLITS
 from .plumbing import store_for_this_thread
-from .store import read_stored_digits, store_info
+from .store import read_stored_digits, store_info, store_path
 from .train import DEFAULT_MODEL, MODELS
 
 # %% auto #0
