@@ -148,19 +148,19 @@ def store_folder(store) -> Path:
 
 def results_folder(out, make=False) -> Path:
     "`out` as an absolute folder, checked before anything is read or written (not a file, can be made); made if `make`."
-    out = Path(out).absolute()
+    given, out = Path(out), Path(out).absolute()  # messages name the folder as it was given
     if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: a file, not a folder; give the results a folder of their own (a new one, or one that "
+        raise ValueError(f"{given}: a file, not a folder; give the results a folder of their own (a new one, or one that "
                          "digits-tutorial made)")
     parent = out
     while not parent.exists(): parent = parent.parent
     if not parent.is_dir():
-        raise ValueError(f"{out}: cannot be made, since {parent} is a file, not a folder; choose another folder")
+        raise ValueError(f"{given}: cannot be made, since {parent} is a file, not a folder; choose another folder")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise PermissionError(f"{out}: cannot be made or written, since you may not write in {parent}; choose another folder")
+        raise PermissionError(f"{given}: cannot be made or written, since you may not write in {parent}; choose another folder")
     if make:
         try: out.mkdir(parents=True, exist_ok=True)
-        except OSError as err: raise OSError(f"{out}: cannot make this folder ({err.strerror}); choose another folder") from None
+        except OSError as err: raise OSError(f"{given}: cannot make this folder ({err.strerror}); choose another folder") from None
     return out.resolve() if out.exists() else out
 
 
