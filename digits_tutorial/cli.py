@@ -11,84 +11,13 @@ import math
 import sys
 from pathlib import Path
 
-from .data import Digits, load_digits
-from .improve import AUGMENTATIONS, check_augment
-from .runs import run_metrics_json, run_model, runs_table
-from .select import grid_candidates, sweep_model
-from .split import SPLITS, split_digits, split_with_test_file
-from .store import STORE_NAME, build_store, connect_store, folder_lock, read_stored_digits, store_info
-from .train import DEFAULT_MODEL, MODELS, make_model
-
 # %% auto #0
-__all__ = ['prepare_digits', 'prepare_store', 'run_tutorial', 'make_parser', 'runs_json', 'main', 'connect_scheduler',
-           'sweep_tutorial', 'sweep_text']
-
-# %% ../nbs/10_cli.ipynb #f8fd56b5
-def _say(message, quiet):
-    if not quiet: print(message, file=sys.stderr, flush=True)
-
-
-def prepare_digits(data="bundled", test_data=None, fractions=(0.6, 0.2, 0.2), seed=0, stratify=True, url=None, progress=False) -> Digits:
-    "Read and split the digits for a run: `data` split by `fractions`, or, with `test_data`, `data` as train and validation and `test_data` as test."
-    digits = load_digits(data, url=url, progress=progress)
-    if test_data is None:
-        digits.split = split_digits(digits.y, fractions, seed=seed, stratify=stratify)
-        return digits
-    test = load_digits(test_data, url=url, progress=progress)
-    shared = set(digits.source) & set(test.source)
-    if shared:
-        raise ValueError(f"{', '.join(sorted(shared))}: given both as training and as test data; the test file must be a different file")
-    split = split_with_test_file(digits.y, fractions, seed=seed, stratify=stratify, n_test=len(test))
-    both = Digits.concat([digits, test])
-    both.split = split
-    return both
-
-
-def prepare_store(out="results", data="bundled", test_data=None, fractions=(0.6, 0.2, 0.2), seed=0, stratify=True,
-                  replace=False, url=None, quiet=False) -> tuple:
-    "Read, check and split the digits, make (or keep) the Kosh store in `out`: the store, its digits, the split's settings."
-    _say("reading the data", quiet)
-    digits = prepare_digits(data, test_data, fractions, seed, stratify, url, progress=not quiet)
-    if test_data is not None:  # the fractions divide the training data only
-        train, validation = fractions[0] / (fractions[0] + fractions[1]), fractions[1] / (fractions[0] + fractions[1])
-        fractions = (train, validation, 0.0)
-    settings = {"fractions": tuple(float(f) for f in fractions), "seed": seed, "stratify": stratify,
-                "test_sources": sorted(set(digits.source[digits.split == "test"])) if test_data is not None else []}
-    out = Path(out)
-    with folder_lock(out):  # no other process replaces the store while we read it back
-        info = store_info(out / STORE_NAME) if not replace and (out / STORE_NAME).exists() else None
-        if info and info.get("fingerprint") == digits.fingerprint:
-            _say(f"{out / STORE_NAME} already holds these {len(digits):,} digits: keeping it and its runs", quiet)
-        else:
-            _say(f"writing {len(digits):,} images and the Kosh store to {out}", quiet)
-        store = connect_store(build_store(digits, out, replace=replace, progress=not quiet, split_settings=settings))
-        stored = read_stored_digits(store)
-    return store, stored, settings
-
-
-def _check_refit(refit, fractions, test_data):
-    if refit and test_data is None and not fractions[2]:
-        raise ValueError("refit (--refit) fits on train and validation and scores the test split, but the test split is empty: "
-                         "give a test fraction above 0 (--test) or a separate test file (--test-data)")
-
-
-def run_tutorial(out="results", data="bundled", test_data=None, model=DEFAULT_MODEL, params=None,
-                 fractions=(0.6, 0.2, 0.2), seed=0, stratify=True, replace=False, url=None, quiet=False,
-                 augment=None, refit=False) -> dict:
-    "Run the whole tutorial into folder `out` (images, Kosh store, a recorded run with its matrices and `metrics.json`); return the metrics."
-    params = dict(params or {})
-    make_model(model, seed=seed, **params)  # bad settings fail here, before anything is written
-    augment = check_augment(augment)
-    _check_refit(refit, fractions, test_data)
-    store, stored, settings = prepare_store(out, data, test_data, fractions, seed, stratify, replace, url, quiet)
-    fitted = "train and validation" if refit else "train"
-    _say(f"fitting {MODELS[model].title} on the {fitted} digits read through Kosh{' (shifted, 9x)' if augment else ''}", quiet)
-    run = run_model(store, model, params, seed, fractions=settings["fractions"], stratify=stratify, digits=stored,
-                    augment=augment, refit=refit)
-    _say(f"recorded run {run.id} in {run.folder}", quiet)
-    return run_metrics_json(run)
+__all__ = ['AUGMENT_CHOICES', 'make_parser', 'main', 'sweep_text']
 
 # %% ../nbs/10_cli.ipynb #f2bf0aea
+AUGMENT_CHOICES = ("none", "shifts")  # what `--augment` takes: none, or a name of `improve.AUGMENTATIONS` (a test checks)
+
+
 def _parse_param(text):
     name, sep, value = text.partition("=")
     if not sep or not name:
@@ -106,9 +35,14 @@ def _parse_grid(text):
     return name, [_parse_param(f"{name}={v.strip()}")[1] for v in values.split(",")]
 
 
+def _out_option(command, help="folder of the results (default: results)"):
+    command.add_argument("--out", type=Path, default=Path("results"), help=help)
+
+
 def _common_options(command):
     "The options `run` and `sweep` share: the digits, their split, where the results go, the model and the augmentation."
-    command.add_argument("--out", type=Path, default=Path("results"), help="folder to write to (default: results)")
+    from digits_tutorial.train import DEFAULT_MODEL, MODELS
+    _out_option(command, "folder to write to (default: results)")
     command.add_argument("--data", nargs="+", default=["bundled"], metavar="DATA", help="bundled (default), uci, auto, uci:MEMBER, or paths of UCI files")
     command.add_argument("--test-data", nargs="+", metavar="PATH", help="a separate test file; the fractions then divide only --data")
     command.add_argument("--train", type=float, default=0.6, help="train fraction (default 0.6)")
@@ -120,7 +54,7 @@ def _common_options(command):
     command.add_argument("--url", help="address of the UCI archive (default: the UCI repository, or $DIGITS_TUTORIAL_UCI_URL)")
     command.add_argument("--quiet", action="store_true", help="no progress on standard error")
     command.add_argument("--model", choices=list(MODELS), default=DEFAULT_MODEL, help=f"the classifier (default: {DEFAULT_MODEL})")
-    command.add_argument("--augment", choices=["none", *AUGMENTATIONS], default="none",
+    command.add_argument("--augment", choices=AUGMENT_CHOICES, default="none",
                          help="augment the train digits: shifts adds each moved by one pixel in 8 directions (default: none)")
 
 
@@ -134,7 +68,8 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--refit", action="store_true", help="fit the final model on train and validation, then score the test split once")
     sweep = commands.add_parser("sweep", help="cross-validate a grid of settings, each candidate a run",
                                 description="Cross-validate every combination of the settings of --grid on the train split, "
-                                            "print mean and spread per candidate, and record each candidate as a run.")
+                                            "print mean and spread per candidate, and record each candidate as a run. "
+                                            "The same sweep again goes on where it stopped.")
     _common_options(sweep)
     sweep.add_argument("--grid", type=_parse_grid, action="append", required=True, metavar="NAME=V1,V2,...",
                        help="a setting and the values to try, e.g. C=1,5,25; repeat for more settings")
@@ -142,15 +77,29 @@ def make_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--scheduler", metavar="ADDRESS",
                        help="cross-validate on the Dask cluster of this scheduler, e.g. tcp://127.0.0.1:8786")
     runs = commands.add_parser("runs", help="list the runs recorded in a folder", description="List the runs recorded in a folder's Kosh store.")
-    runs.add_argument("--out", type=Path, default=Path("results"), help="the folder of the runs (default: results)")
-    runs.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    _out_option(runs)
+    runs.add_argument("--json", action="store_true", help="print a JSON list (with each run's folder and model file) instead of a table")
+    export = commands.add_parser("export", help="write one run into an archive to send",
+                                 description="Write a run, its files, its model and the fingerprint of its data into one zip archive.")
+    export.add_argument("run_id", metavar="RUN_ID", help="the run, as `digits-tutorial runs` lists it")
+    _out_option(export)
+    export.add_argument("--to", type=Path, metavar="FILE", help="the archive to write (default: RUN_ID.zip in --out)")
+    imported = commands.add_parser("import", help="add a run from an archive to a folder's store",
+                                   description="Add the run of an archive made by `export` to the store in --out, after checking "
+                                               "its files, its model and that it was made on the same digits.")
+    imported.add_argument("archive", type=Path, metavar="FILE", help="the archive, made by `digits-tutorial export`")
+    _out_option(imported)
+    rerun = commands.add_parser("rerun", help="fit a run again from its record and compare",
+                                description="Fit a run again from its record alone; exit 0 if every prediction is the same, 1 if not.")
+    rerun.add_argument("run_id", metavar="RUN_ID", help="the run, as `digits-tutorial runs` lists it")
+    _out_option(rerun)
     bench = commands.add_parser("bench", help="measure the Kosh store's speed", description="Measure ingest, loading and queries of the Kosh store.")
     bench.add_argument("--n-digits", type=int, default=5620, help="digits to store (default 5620, the full UCI set)")
     bench.add_argument("--repeats", type=int, default=3, help="repeats of each measurement; the median is reported (default 3)")
     bench.add_argument("--data", default="auto", help="where the digits come from (default: auto, the UCI data if at hand, else the bundled)")
     lab = commands.add_parser("lab", help="open the lab on a folder's store as a web app (Voila)",
                               description="Serve the lab of lesson 12 on the store in --out as a web app, until Ctrl-C.")
-    lab.add_argument("--out", type=Path, default=Path("results"), help="the folder of the store, made first if none (default: results)")
+    _out_option(lab, "the folder of the store, made first if there is none (default: results)")
     lab.add_argument("--port", type=int, default=8866, help="the port on 127.0.0.1 (default 8866)")
     lab.add_argument("--no-browser", action="store_true", help="print the address only, open no browser")
     return parser
@@ -162,44 +111,83 @@ def _data_arguments(args) -> tuple:
     return data, test_data, (args.train, args.validation, args.test if test_data is None else 0.0)
 
 
+def _accuracies(accuracy) -> str:
+    return " ".join(f"{s} {a:.2%}" for s, a in accuracy.items() if a is not None)
+
+
 def _run(args):
+    from digits_tutorial.runs import run_tutorial
     data, test_data, fractions = _data_arguments(args)
     metrics = run_tutorial(args.out, data, test_data, args.model, dict(args.param), fractions, args.seed,
                            not args.no_stratify, args.replace, args.url, args.quiet, args.augment, args.refit)
     how = [f"train digits shifted, {metrics['n_fitted']:,} examples" if metrics["augment"] else "",
            "refitted on train and validation" if metrics["refit"] else ""]
     how = f" ({'; '.join(h for h in how if h)})" if any(how) else ""
-    acc = " ".join(f"{s} {a:.2%}" for s, a in metrics["accuracy"].items() if a is not None)
-    print(f"{metrics['model']} on {metrics['data']['n_samples']:,} digits{how}: accuracy {acc}; results in {args.out}")
+    print(f"{metrics['model']} on {metrics['data']['n_samples']:,} digits{how}: accuracy {_accuracies(metrics['accuracy'])}; "
+          f"results in {args.out}")
 
 
-def runs_json(table) -> list[dict]:
-    "The runs of `runs_table` as plain objects: id, model, params, accuracy per split (None for an empty split), and the rest."
-    def number(x): return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
-    return [{"id": r.id, "when": r.when, "model": r.model, "params": r.params, "seed": int(r.seed),
-             "fractions": dict(zip(SPLITS, map(float, r.fractions.split("/")))), "split_source": r.split,
-             "accuracy": {s: number(getattr(r, f"accuracy_{s}")) for s in SPLITS}, "fit_seconds": r.fit_seconds,
-             "augment": None if r.augment == "none" else r.augment, "refit": bool(r.refit),
-             "cv": None if math.isnan(r.cv_mean) else {"mean": r.cv_mean, "std": r.cv_std, "folds": int(r.cv_folds)}}
-            for r in table.itertuples()]
+def _store_of(out) -> Path:
+    "The store of folder `out`, re-pointed if the folder moved; one clear line if there is none."
+    from digits_tutorial.store import STORE_NAME, relocate_store
+    path = Path(out) / STORE_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no store here; `digits-tutorial run --out {out}` makes one")
+    relocate_store(path)
+    return path
 
 
 def _runs(args):
-    path = args.out / STORE_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no store here; `digits-tutorial run --out {args.out}` makes one")
-    table = runs_table(connect_store(path, read_only=True))
+    from digits_tutorial.runs import run_rows, runs_json
+    from digits_tutorial.split import SPLITS
+    path = _store_of(args.out)
+    rows = run_rows(path)
     if args.json:
-        print(json.dumps(runs_json(table), indent=1))
+        print(json.dumps(runs_json(rows), indent=1))
         return
-    print(f"{len(table)} run{'s' if len(table) != 1 else ''} in {path}")
-    if not len(table): return
-    print(f"{'run':<34} {'model':<14} {'setting':<34} {'seed':>4}  {'fractions':<14} {'train':>7} {'valid.':>7} {'test':>7}")
-    for r in table.itertuples():
-        acc = [getattr(r, f"accuracy_{s}") for s in SPLITS]
-        acc = " ".join("      –" if math.isnan(a) else f"{a:7.1%}" for a in acc)
-        setting = r.setting + (f" +{r.augment}" if r.augment != "none" else "") + (" refit" if r.refit else "")
-        print(f"{r.id:<34} {r.model:<14} {setting:<34} {r.seed:>4}  {r.fractions:<14} {acc}")
+    print(f"{len(rows)} run{'s' if len(rows) != 1 else ''} in {path}")
+    if not rows: return
+    print(f"{'run':<34} {'model':<14} {'setting':<34} {'seed':>4}  {'fractions':<14} {'train':>7} {'valid.':>7} {'test':>7}  {'CV mean ± std':>15}")
+    for r in rows:
+        acc = " ".join("      –" if math.isnan(r[f"accuracy_{s}"]) else f"{r[f'accuracy_{s}']:7.1%}" for s in SPLITS)
+        cv = "" if math.isnan(r["cv_mean"]) else f"{r['cv_mean']:6.1%} ± {r['cv_std']:4.1%}"
+        setting = r["setting"] + (f" +{r['augment']}" if r["augment"] != "none" else "") + (" refit" if r["refit"] else "")
+        print(f"{r['id']:<34} {r['model']:<14} {setting:<34} {r['seed']:>4}  {r['fractions']:<14} {acc}  {cv:>15}")
+
+
+def _export(args):
+    from digits_tutorial.runs import export_run
+    from digits_tutorial.store import connect_store
+    archive = export_run(connect_store(_store_of(args.out)), args.run_id, args.to)
+    print(f"run {args.run_id} of {args.out} written to {archive} ({archive.stat().st_size / 1024:,.0f} KiB)")
+
+
+def _import(args):
+    from digits_tutorial.runs import import_run
+    from digits_tutorial.store import connect_store
+    store = connect_store(_store_of(args.out))
+    before = {r for r in store.find(kind="run", ids_only=True)}
+    run = import_run(store, args.archive)
+    if run.id in before: print(f"run {run.id} is in {args.out} already: nothing imported")
+    else: print(f"run {run.id} imported into {args.out} from {args.archive}: {run.model}, accuracy {_accuracies(run.accuracy)}")
+
+
+def _rerun(args) -> int:
+    from digits_tutorial.runs import rerun_run
+    from digits_tutorial.store import connect_store
+    done = rerun_run(connect_store(_store_of(args.out)), args.run_id)
+    recorded, again, n = done.recorded, done.again, len(done.recorded.predicted)
+    versions = (f"scikit-learn {again.versions['scikit-learn']}, as recorded" if again.versions["scikit-learn"] == recorded.versions.get("scikit-learn")
+                else f"recorded with scikit-learn {recorded.versions.get('scikit-learn')}, now {again.versions['scikit-learn']}")
+    if done.same:
+        print(f"run {args.run_id} fitted again from its record: all {n:,} predictions are the same ({versions})")
+        return 0
+    print(f"run {args.run_id} fitted again from its record: {len(done.differing):,} of {n:,} predictions differ ({versions}):")
+    for i in done.differing[:20]:
+        where = f"{recorded.sources[i]} line {recorded.lines[i]}" if recorded.sources is not None else f"digit {recorded.ids[i]}"
+        print(f"  {where} ({recorded.split[i]}): recorded {recorded.predicted[i]}, now {again.predicted[i]}")
+    if len(done.differing) > 20: print(f"  ... and {len(done.differing) - 20:,} more")
+    return 1
 
 
 def _lab(args):
@@ -209,12 +197,15 @@ def _lab(args):
 
 
 def main(argv=None) -> int:
-    "The `digits-tutorial` command: returns the exit status; errors are one line on standard error."
-    args = make_parser().parse_args(argv)
+    "The `digits-tutorial` command: returns the exit status; errors are one line on standard error, Ctrl-C one line too."
     try:
+        args = make_parser().parse_args(argv)
         if args.command == "run": _run(args)
         elif args.command == "sweep": _sweep(args)
         elif args.command == "runs": _runs(args)
+        elif args.command == "export": _export(args)
+        elif args.command == "import": _import(args)
+        elif args.command == "rerun": return _rerun(args)
         elif args.command == "lab": _lab(args)
         elif args.command == "bench":
             from digits_tutorial.bench import run_benchmark
@@ -228,34 +219,6 @@ def main(argv=None) -> int:
     return 0
 
 # %% ../nbs/10_cli.ipynb #f20bce13
-def connect_scheduler(address, timeout=10):
-    "A Dask client of the scheduler at `address` (e.g. `tcp://127.0.0.1:8786`); an `OSError` that says what to do if none answers."
-    try:
-        from distributed import Client
-    except ImportError:
-        raise OSError("sweeps on a Dask cluster need dask.distributed: pip install 'dask[distributed]'") from None
-    try:
-        return Client(address, timeout=timeout, set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as err:
-        said = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise OSError(f"{address}: no Dask scheduler answers there ({said}); start one (`dask scheduler`) and its workers "
-                      "(`dask worker ADDRESS`), or leave out --scheduler to sweep on this machine") from None
-
-
-def sweep_tutorial(out="results", data="bundled", test_data=None, model=DEFAULT_MODEL, grid=None, cv=5, augment=None,
-                   fractions=(0.6, 0.2, 0.2), seed=0, stratify=True, replace=False, url=None, quiet=False, scheduler=None):
-    "Cross-validate every candidate of `grid` on the train split of the digits in `out`, each a run; the table, best first."
-    from contextlib import nullcontext
-    grid_candidates(model, grid or {})  # bad settings fail here, before anything is written
-    make_model(model, seed=seed)
-    augment = check_augment(augment)
-    with connect_scheduler(scheduler) if scheduler else nullcontext() as client:  # an unreachable scheduler fails here too
-        store, stored, settings = prepare_store(out, data, test_data, fractions, seed, stratify, replace, url, quiet)
-        where = f" on the Dask cluster at {scheduler}" if scheduler else ""
-        _say(f"cross-validating {MODELS[model].title} ({cv} folds){where}, then recording each candidate as a run", quiet)
-        return sweep_model(store, model, grid, cv, augment, seed, settings["fractions"], stratify, stored, client=client)
-
-
 def sweep_text(table) -> str:
     "The table of a sweep as text: rank, setting, CV mean and spread, validation accuracy; best first."
     first = table.iloc[0]
@@ -267,8 +230,11 @@ def sweep_text(table) -> str:
 
 
 def _sweep(args):
+    from digits_tutorial.select import sweep_tutorial
+    from digits_tutorial.store import STORE_NAME
     data, test_data, fractions = _data_arguments(args)
     table = sweep_tutorial(args.out, data, test_data, args.model, dict(args.grid), args.cv, args.augment, fractions, args.seed,
                            not args.no_stratify, args.replace, args.url, args.quiet, args.scheduler)
     print(sweep_text(table))
-    print(f"{len(table)} runs recorded in {args.out / STORE_NAME}; `digits-tutorial runs --out {args.out}` lists them")
+    print(f"{len(table)} candidates, each a run in {args.out / STORE_NAME}; the top of the folder shows rank 1 "
+          f"({table.setting.iloc[0]}); `digits-tutorial runs --out {args.out}` lists them")

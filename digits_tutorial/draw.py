@@ -18,9 +18,9 @@ from PIL import Image
 
 from .data import BITMAP_SIZE, CLASSES, Digits, block_counts, plot_bitmap_and_counts, plot_digits
 from .images import counts_to_grey
-from .runs import Run, load_run, store_folder
+from .runs import Run, load_run
 from .plumbing import folder_lock, store_for_this_thread
-from .store import IMAGES_NAME, read_stored_digits
+from .store import IMAGES_NAME, read_stored_digits, store_folder
 
 # %% auto #0
 __all__ = ['PAD_SIZE', 'PEN_WIDTH', 'MIN_EXTENT', 'MAX_INK', 'DRAWN_KIND', 'draw_strokes', 'ink_mask', 'drawing_to_bitmap',

@@ -42,8 +42,8 @@ def accuracies(matrices) -> dict[str, float | None]:
     return {split: (float(np.trace(cm) / cm.sum()) if cm.sum() else None) for split, cm in matrices.items()}
 
 # %% ../nbs/06_evaluate.ipynb #386586f8
-def plot_confusion_matrix(cm, title="", normalize=False, ax=None):
-    "Draw a confusion matrix (counts, or row percentages if `normalize`) with labelled axes; return the figure."
+def plot_confusion_matrix(cm, title="", normalize=False, ax=None, about=None):
+    "Draw a confusion matrix (counts, or row percentages if `normalize`) with labelled axes, titled by `about` too if given; return the figure."
     import matplotlib.pyplot as plt
     from sklearn.metrics import ConfusionMatrixDisplay
     cm = np.asarray(cm)
@@ -52,7 +52,8 @@ def plot_confusion_matrix(cm, title="", normalize=False, ax=None):
     shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) * 100 if normalize else cm
     ConfusionMatrixDisplay(shown, display_labels=CLASSES).plot(ax=ax, cmap="Blues", colorbar=False, values_format=".0f")
     accuracy = np.trace(cm) / cm.sum() if cm.sum() else float("nan")
-    ax.set_title(f"{title}: accuracy {accuracy:.1%}" if title else f"accuracy {accuracy:.1%}")
+    said = f"{title}: accuracy {accuracy:.1%}" if title else f"accuracy {accuracy:.1%}"
+    ax.set_title(f"{about}\n{said}" if about else said, fontsize=9 if about else None)
     ax.set_xlabel("Predicted digit" + (" (% of row)" if normalize else ""))
     ax.set_ylabel("True digit")
     fig.tight_layout()
@@ -64,16 +65,16 @@ def matrix_file_name(split: str) -> str:
     return f"{SPLIT_TITLES[split].replace(' ', '_')}_confusion_matrix.png"
 
 
-def save_confusion_matrices(matrices, folder, normalize=False) -> list[Path]:
-    "Save each split's confusion matrix as a PNG in `folder`; return the paths."
+def save_confusion_matrices(matrices, folder, normalize=False, about=None) -> list[Path]:
+    "Save each split's confusion matrix as a PNG in `folder`, titled with `about` (which model, which run) if given; return the paths."
     import matplotlib.pyplot as plt
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for split, cm in matrices.items():
-        fig = plot_confusion_matrix(cm, SPLIT_TITLES[split], normalize=normalize)
+        fig = plot_confusion_matrix(cm, SPLIT_TITLES[split], normalize=normalize, about=about)
         path = folder / matrix_file_name(split)
-        fig.savefig(path, dpi=120)
+        fig.savefig(path, dpi=120, metadata={"Title": fig.axes[0].get_title().replace("\n", ": ")})  # the title, as text too
         plt.close(fig)
         paths.append(path)
     return paths

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import sqlite3
+import sys
 import tempfile
 import time
 import uuid
@@ -22,8 +23,9 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['CHECKED_VERSIONS', 'bulk_supported', 'fast_sha', 'digit_records', 'sina_rows', 'insert_records', 'new_store',
-           'close_store', 'read_records', 'read_record', 'make_public', 'replace_path', 'replace_copy', 'folder_lock',
-           'store_for_this_thread', 'safe_members', 'unpack_all_or_nothing', 'quiet_logger']
+           'close_store', 'read_records', 'records_of_kind', 'read_record', 'repoint_records', 'file_uris',
+           'make_public', 'replace_path', 'replace_copy', 'folder_lock', 'store_for_this_thread', 'safe_members',
+           'unpack_all_or_nothing', 'quiet_logger', 'say']
 
 # %% ../nbs/90_under_the_hood.ipynb #90a0b006
 CHECKED_VERSIONS = {"kosh": ((3, 5), (3, 6)), "llnl-sina": ((1, 16), (2, 0))}  # [low, high) of (major, minor)
@@ -144,11 +146,71 @@ def read_records(store, ids) -> list[dict]:
     return out
 
 
+def records_of_kind(store, kind) -> list[dict]:
+    "The records whose `kind` metadata is `kind`, of a Kosh store or of the SQLite store at a path (then without opening Kosh at all)."
+    if not isinstance(store, (str, Path)):
+        return read_records(store, list(store.find(kind=kind, ids_only=True)))
+    if not bulk_supported():
+        import kosh
+        return records_of_kind(kosh.connect(str(store), read_only=True), kind)
+    with sqlite3.connect(f"file:{Path(store)}?mode=ro", uri=True) as db:
+        found = db.execute("SELECT raw FROM Record WHERE type = 'dataset' AND id IN "
+                           "(SELECT id FROM StringData WHERE name = 'kind' AND value = ?)", (kind,))
+        return [json.loads(raw) for (raw,) in found]
+
+
 def read_record(path, record_id) -> dict | None:
     "One record of the SQLite store at `path` as a JSON dict, or None; a `sqlite3.DatabaseError` if the file is not a database."
     with sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True) as db:
         row = db.execute("SELECT raw FROM Record WHERE id = ?", (record_id,)).fetchone()
     return json.loads(row[0]) if row else None
+
+# %% ../nbs/90_under_the_hood.ipynb #53db1562
+def _moved(value, old: str, new: str):
+    "`value` with folder `old` replaced by `new` if it is `old` or a path inside it; else `value` itself."
+    if not isinstance(value, str): return value
+    if value == old: return new
+    return new + value[len(old):] if value.startswith(old + "/") else value
+
+
+def _moved_key(key: str, old: str, new: str) -> str:
+    "A key of Kosh's bookkeeping: a path, or a path after a 64-digit SHA (its cache of features), moved as `_moved` moves it."
+    if re.match(r"^[0-9a-f]{64}/", key): return key[:64] + _moved(key[64:], old, new)
+    return _moved(key, old, new)
+
+
+def repoint_records(path, old, new) -> int:
+    "Point every path under folder `old` that the SQLite Kosh store at `path` records to the same place under `new`, in one transaction; return the records changed."
+    old, new = str(old).rstrip("/"), str(new).rstrip("/")
+    moved_keys = lambda d: {_moved_key(k, old, new): v for k, v in d.items()}
+    db = sqlite3.connect(Path(path), timeout=60)
+    try:
+        with db:  # one transaction: every path re-pointed, or none
+            needles = sorted({old, json.dumps(old)[1:-1]})  # as the JSON of a record spells it
+            found = db.execute(f"SELECT id, raw FROM Record WHERE {' OR '.join(['instr(raw, ?) > 0'] * len(needles))}", needles)
+            changed = []
+            for record_id, raw in found.fetchall():
+                record = json.loads(raw)
+                for datum in record.get("data", {}).values():
+                    value = datum.get("value")
+                    datum["value"] = [_moved(v, old, new) for v in value] if isinstance(value, list) else _moved(value, old, new)
+                record["files"] = moved_keys(record.get("files") or {})
+                for name, bookkeeping in (record.get("user_defined") or {}).items():  # kosh_information, cached_features
+                    if isinstance(bookkeeping, dict): record["user_defined"][name] = moved_keys(bookkeeping)
+                changed.append((json.dumps(record), record_id))
+            db.executemany("UPDATE Record SET raw = ? WHERE id = ?", changed)
+            for table, column in (("StringData", "value"), ("ListStringDataEntry", "value"), ("Document", "uri")):
+                db.execute(f'UPDATE "{table}" SET "{column}" = ? || substr("{column}", ?) '
+                           f'WHERE "{column}" = ? OR substr("{column}", 1, ?) = ?', (new, len(old) + 1, old, len(old) + 1, old + "/"))
+    finally:
+        db.close()
+    return len(changed)
+
+
+def file_uris(path, mime_type, limit=1) -> list[str]:
+    "Up to `limit` paths of files of `mime_type` that the SQLite Kosh store at `path` records (its `Document` table)."
+    with sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True) as db:
+        return [uri for (uri,) in db.execute("SELECT uri FROM Document WHERE mimetype = ? LIMIT ?", (mime_type, limit))]
 
 # %% ../nbs/90_under_the_hood.ipynb #90a0b015
 def make_public(path):
@@ -199,10 +261,14 @@ _THREAD_STORES = {}  # (store URI, read-only, thread) -> the store opened for th
 def store_for_this_thread(store):
     "`store` in the main thread (where notebooks and scripts open stores), else the same Kosh store opened once for this thread."
     import threading
-    from digits_tutorial.store import connect_store  # the project's loaders come with it
+    import kosh
     if threading.current_thread() is threading.main_thread(): return store
-    key = (str(store.db_uri), bool(getattr(store, "__read_only__", False)), threading.get_ident())
-    if key not in _THREAD_STORES: _THREAD_STORES[key] = connect_store(key[0], read_only=key[1])
+    key = (str(store.db_uri), bool(getattr(store, "__read_only__", False)), threading.get_ident())  # Kosh's own flag
+    if key not in _THREAD_STORES:
+        again = kosh.connect(key[0], read_only=key[1])
+        for mime_type, loaders in store.loaders.items():  # the same loaders, in the same order, as the store we were given
+            again.loaders[mime_type] = list(loaders)
+        _THREAD_STORES[key] = again
     return _THREAD_STORES[key]
 
 # %% ../nbs/90_under_the_hood.ipynb #90a0b01c
@@ -245,3 +311,8 @@ def quiet_logger(logger: logging.Logger, level="WARNING"):
     logger.setLevel(level)
     try: yield logger
     finally: logger.setLevel(before)
+
+
+def say(message, quiet=False):
+    "Print a line of progress on standard error (standard output is for results), unless `quiet`."
+    if not quiet: print(message, file=sys.stderr, flush=True)

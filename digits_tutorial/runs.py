@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -22,16 +24,20 @@ from kosh import KoshLoader
 from .data import Digits
 from .evaluate import accuracies, confusion_matrices, matrix_file_name, predict_splits, save_confusion_matrices
 from .split import SPLITS, check_fractions, split_digits, split_with_test_file
-from .plumbing import folder_lock, make_public, replace_copy
-from .store import RUNS_NAME, read_stored_digits, store_info
+from .plumbing import (folder_lock, make_public, read_records, records_of_kind, replace_copy, replace_path,
+                                      safe_members, say)
+from .store import (RUNS_NAME, MissingFiles, prepare_store, read_stored_digits, register_loaders,
+                                   add_loaders, store_folder, store_info, store_path)
 from .train import DEFAULT_MODEL, MODELS, fit_model, make_model
 from .improve import augment_digits, check_augment  # the shifts of the lesson on improving a model
 
 # %% auto #0
-__all__ = ['RUN_KIND', 'TRUSTED_MODEL_TYPES', 'MODEL_NAME', 'METRICS_NAME', 'SPLIT_NAME', 'RUN_LOADERS', 'Run', 'store_path',
-           'store_folder', 'choose_split', 'fit_augmented', 'run_model', 'run_metadata', 'UntrustedModel', 'save_model',
-           'load_model', 'RunMetricsLoader', 'RunSplitLoader', 'ConfusionMatrixImageLoader', 'SkopsModelLoader',
-           'run_metrics_json', 'record_run', 'load_run', 'runs_table']
+__all__ = ['RUN_KIND', 'TRUSTED_MODEL_TYPES', 'MODEL_NAME', 'METRICS_NAME', 'SPLIT_NAME', 'RUN_LOADERS', 'RUN_COLUMNS',
+           'ARCHIVE_FORMAT', 'MANIFEST_NAME', 'Run', 'choose_split', 'fit_augmented', 'run_model', 'run_metadata',
+           'UntrustedModel', 'save_model', 'load_model', 'RunMetricsLoader', 'RunSplitLoader',
+           'ConfusionMatrixImageLoader', 'SkopsModelLoader', 'run_metrics_json', 'json_text', 'show_at_top',
+           'record_run', 'load_run', 'run_rows', 'runs_table', 'run_tutorial', 'runs_json', 'Rerun', 'rerun_run',
+           'ArchiveRefused', 'export_run', 'import_run']
 
 # %% ../nbs/07_runs.ipynb #7a0c1e06
 RUN_KIND = "run"  # the `kind` of a run's dataset; digits have kind "digit"
@@ -46,7 +52,7 @@ class Run:
     seed: int
     fractions: tuple
     stratify: bool
-    split_source: str  # "store": the split recorded with the digits; "drawn": drawn for this run
+    split_source: str  # "store": the split recorded with the digits; "drawn": drawn for this run; "given": handed to it
     ids: np.ndarray  # Kosh dataset id of every digit
     split: np.ndarray
     labels: np.ndarray
@@ -61,6 +67,10 @@ class Run:
     refit: bool = False  # True: fitted on train and validation, then scored on test (validation digits count as train)
     n_fitted: int = 0  # how many examples the fit saw (with augmentation, more than the train digits)
     cv: dict = field(default_factory=dict)  # cross-validation figures of a sweep's candidate: mean, std, folds
+    sources: np.ndarray | None = None  # the source file and line of every digit: names that hold in any store
+    lines: np.ndarray | None = None
+    sweep: str | None = None  # the sweep this run is a candidate of, if any
+    imported_from: str | None = None  # for a run brought in from an archive: where it was made
 
     @property
     def predictions(self) -> dict:
@@ -81,17 +91,13 @@ class Run:
         "How many digits each split holds."
         return {s: int((self.split == s).sum()) for s in SPLITS}
 
+    @property
+    def title(self) -> str:
+        "The model and its settings in words, e.g. `Logistic regression (C=1)`."
+        settings = ", ".join(f"{k}={v:g}" for k, v in self.params.items())
+        return f"{MODELS[self.model].title if self.model in MODELS else self.model} ({settings})"
+
 # %% ../nbs/07_runs.ipynb #7a0c1e08
-def store_path(store) -> Path:
-    "The SQLite file of a Kosh store."
-    return Path(str(store.db_uri)).resolve()
-
-
-def store_folder(store) -> Path:
-    "The folder of a Kosh store kept in a SQLite file: where its images and runs are."
-    return store_path(store).parent
-
-
 def _same(a, b) -> bool:
     return a is not None and b is not None and len(a) == len(b) and all(abs(x - y) < 1e-9 for x, y in zip(a, b))
 
@@ -123,10 +129,11 @@ def _run_id(model) -> str:
 
 
 def _versions() -> dict:
-    import kosh, sklearn, skops
+    import kosh, sklearn
+    from importlib.metadata import version
     from digits_tutorial import __version__
     return {"digits-tutorial": __version__, "scikit-learn": sklearn.__version__, "kosh": kosh.__version__,
-            "skops": skops.__version__}
+            "skops": version("skops")}
 
 
 def fit_augmented(model, X, y, seed=0, params=None, augment=None) -> tuple[object, int]:
@@ -135,8 +142,18 @@ def fit_augmented(model, X, y, seed=0, params=None, augment=None) -> tuple[objec
     return fit_model(model, X, y, seed=seed, **(params or {})), len(y)
 
 
+def _given_split(split, digits: Digits, fractions, seed, stratify) -> tuple[np.ndarray, str, dict]:
+    "A split handed to `run_model` digit by digit (a run made again from its record), checked."
+    split = np.asarray(split, dtype=object)
+    if len(split) != len(digits) or not set(split) <= set(SPLITS):
+        raise ValueError(f"expected a split of the {len(digits):,} digits, each one of {', '.join(SPLITS)}")
+    fractions = tuple(fractions) if fractions is not None else tuple(float((split == s).mean()) for s in SPLITS)
+    return split.copy(), "given", dict(fractions=fractions, seed=seed, stratify=stratify)
+
+
 def run_model(store, model=DEFAULT_MODEL, params=None, seed=0, fractions=None, stratify=True,
-              digits: Digits | None = None, record=True, augment=None, refit=False, cv=None) -> Run:
+              digits: Digits | None = None, record=True, augment=None, refit=False, cv=None, split=None,
+              sweep=None, latest=True) -> Run:
     "Fit `model` on the train split (`refit`: train and validation), augmented if asked; predict every split; record the run."
     make_model(model, seed=seed, **(params or {}))  # bad settings fail here, before any work
     params = MODELS[model].check(params or {})
@@ -144,7 +161,8 @@ def run_model(store, model=DEFAULT_MODEL, params=None, seed=0, fractions=None, s
     if digits is None: digits = read_stored_digits(store)
     if not len(digits): raise ValueError(f"{store.db_uri}: the store holds no digits to fit on")
     if digits.ids is None: raise ValueError("the digits have no Kosh ids: read them from the store (`read_stored_digits`)")
-    split, split_source, settings = choose_split(store, digits, fractions, seed, stratify)
+    if split is None: split, split_source, settings = choose_split(store, digits, fractions, seed, stratify)
+    else: split, split_source, settings = _given_split(split, digits, fractions, seed, stratify)
     if refit:
         if not (split == "test").any():
             raise ValueError("refit=True fits on train and validation and scores the test split, but the test split is empty: "
@@ -163,8 +181,9 @@ def run_model(store, model=DEFAULT_MODEL, params=None, seed=0, fractions=None, s
               bool(settings["stratify"]) if settings["stratify"] is not None else bool(stratify), split_source,
               digits.ids.copy(), split, digits.y.copy(), predicted, fit_seconds, datetime.now().isoformat(timespec="milliseconds"),
               {"description": info.get("description", digits.description), "fingerprint": info.get("fingerprint", "")},
-              _versions(), estimator, augment=augment, refit=bool(refit), n_fitted=n_fitted, cv=dict(cv or {}))
-    if record: record_run(store, run)
+              _versions(), estimator, augment=augment, refit=bool(refit), n_fitted=n_fitted, cv=dict(cv or {}),
+              sources=digits.source.copy(), lines=digits.line.copy(), sweep=sweep)
+    if record: record_run(store, run, latest=latest)
     return run
 
 # %% ../nbs/07_runs.ipynb #7a0c1e0f
@@ -181,6 +200,8 @@ def run_metadata(run: Run) -> dict:
     meta.update({f"accuracy_{s}": a for s, a in run.accuracy.items() if a is not None})  # no value for an empty split
     meta.update({"augment": run.augment or "none", "refit": bool(run.refit), "n_fitted": int(run.n_fitted)})
     meta.update({f"cv_{k}": v for k, v in run.cv.items()})  # cv_mean, cv_std, cv_folds of a sweep's candidate
+    if run.sweep: meta["sweep"] = run.sweep
+    if run.imported_from: meta["imported_from"] = run.imported_from
     return meta
 
 # %% ../nbs/07_runs.ipynb #7a0c1e12
@@ -235,16 +256,19 @@ class RunMetricsLoader(KoshLoader):
 
 
 class RunSplitLoader(KoshLoader):
-    "Kosh loader for a run's `split.csv` (mime type `run-split`): per digit its Kosh id, split, class and prediction."
+    "Kosh loader for a run's `split.csv` (mime type `run-split`): per digit its Kosh id, source file and line, split, class and prediction."
     types = {"run-split": ["numpy"]}
-    columns = {"digit_ids": "kosh_id", "digit_splits": "split", "digit_labels": "label", "digit_predictions": "predicted"}
+    columns = {"digit_ids": "kosh_id", "digit_sources": "source", "digit_lines": "line", "digit_splits": "split",
+               "digit_labels": "label", "digit_predictions": "predicted"}
 
-    def list_features(self, *args, **kargs): return list(self.columns)
+    def list_features(self, *args, **kargs):
+        with open(self.uri, newline="") as f: header = next(csv.reader(f), [])
+        return [feature for feature, column in self.columns.items() if column in header]
 
     def extract(self, *args, **kargs):
         with open(self.uri, newline="") as f: rows = list(csv.DictReader(f))
         column = self.columns[self.feature]
-        return np.array([r[column] for r in rows], dtype=np.int64 if column in ("label", "predicted") else object)
+        return np.array([r[column] for r in rows], dtype=np.int64 if column in ("label", "predicted", "line") else object)
 
 
 class ConfusionMatrixImageLoader(KoshLoader):
@@ -270,6 +294,7 @@ class SkopsModelLoader(KoshLoader):
 
 
 RUN_LOADERS = (RunMetricsLoader, RunSplitLoader, ConfusionMatrixImageLoader, SkopsModelLoader)
+register_loaders(*RUN_LOADERS)  # every store `connect_store` opens from now on reads a run's files
 
 # %% ../nbs/07_runs.ipynb #7a0c1e16
 def run_metrics_json(run: Run) -> dict:
@@ -282,27 +307,44 @@ def run_metrics_json(run: Run) -> dict:
         "n_fitted": run.n_fitted, "cv": run.cv or None,
         "confusion_matrix": {s: m.tolist() for s, m in run.matrices.items()},
         "run": {"id": run.id, "split_source": run.split_source, "fit_seconds": run.fit_seconds, "when": run.when,
-                "versions": run.versions},
+                "versions": run.versions, "sweep": run.sweep},
     }
 
 
+def json_text(data) -> str:
+    "`data` as indented JSON, each list of numbers on one line: a confusion matrix reads as ten rows of ten."
+    text = json.dumps(data, indent=2)
+    return re.sub(r"\[([-0-9.eE+,\s]*)\]", lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",") if v.strip()) + "]", text)
+
+
 def _write_run_files(run: Run, folder: Path) -> list[tuple[str, str, dict]]:
-    "Write a run's files into `folder`; return (name, mime type, file metadata) of each."
-    files = [(p.name, "confusion-matrix-png", {}) for p in save_confusion_matrices(run.matrices, folder)]
-    (folder / METRICS_NAME).write_text(json.dumps(run_metrics_json(run), indent=2))
+    "Write a run's files into `folder`; return (name, mime type, file metadata) of each. A split without digits gets no matrix."
+    shown = {s: m for s, m in run.matrices.items() if run.counts()[s]}
+    files = [(p.name, "confusion-matrix-png", {}) for p in save_confusion_matrices(shown, folder, about=f"{run.title}, run {run.id}")]
+    (folder / METRICS_NAME).write_text(json_text(run_metrics_json(run)) + "\n")
     with open(folder / SPLIT_NAME, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["kosh_id", "split", "label", "predicted"])
-        writer.writerows(zip(run.ids, run.split, run.labels.tolist(), run.predicted.tolist()))
+        writer.writerow(["kosh_id", "source", "line", "split", "label", "predicted"])
+        writer.writerows(zip(run.ids, run.sources, run.lines.tolist(), run.split, run.labels.tolist(), run.predicted.tolist()))
     files += [(METRICS_NAME, "run-metrics", {}), (SPLIT_NAME, "run-split", {})]
     if run.estimator is not None:
         files.append((MODEL_NAME, "skops", {"sha256": save_model(run.estimator, folder / MODEL_NAME)}))
     return files
 
 
-def record_run(store, run: Run) -> Path:
+def show_at_top(store, run: Run):
+    "Copy a recorded run's matrices and `metrics.json` to the top of its folder, under the original tutorial's names."
+    top = store_folder(store)
+    with folder_lock(top):
+        for name in [matrix_file_name(s) for s in SPLITS] + [METRICS_NAME]:
+            if (run.folder / name).exists(): replace_copy(run.folder / name, top / name)
+            else: (top / name).unlink(missing_ok=True)  # no matrix for a split without digits: none left from another run
+
+
+def record_run(store, run: Run, latest=True) -> Path:
     "Keep `run` in `store`: its files under `runs/RUN_ID/`, a Kosh dataset (`kind = \"run\"`) with them associated; return the folder."
     top = store_folder(store)
+    add_loaders(store)  # so that the store reads the run's files, whenever it was opened
     runs = top / RUNS_NAME
     runs.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{run.id}.partial-", dir=runs))
@@ -319,54 +361,267 @@ def record_run(store, run: Run) -> Path:
             except BaseException:
                 store.delete(dataset)
                 raise
-            for name in [matrix_file_name(s) for s in SPLITS] + [METRICS_NAME]:
-                replace_copy(final / name, top / name)  # the latest run, under the original tutorial's names
+            run.folder = final
+            if latest: show_at_top(store, run)  # the latest run, under the original tutorial's names
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.rmtree(final, ignore_errors=True)
+        run.folder = None
+        raise
+    return final
+
+# %% ../nbs/07_runs.ipynb #7a0c1e1f
+def _run_dataset(store, run_id):
+    "The Kosh dataset of run `run_id`, or a `ValueError` that says how to list the runs."
+    found = list(store.find(kind=RUN_KIND, id_pool=[run_id]))
+    if not found: raise ValueError(f"{store.db_uri}: no run {run_id!r}; `digits-tutorial runs` (or `runs_table(store)`) lists the runs")
+    return found[0]
+
+
+def load_run(store, run_id, digits: Digits | None = None, with_model=False) -> Run:
+    "Read run `run_id` back through Kosh, lined up with `digits` (the store's, by default); with its fitted model if asked."
+    add_loaders(store)  # the loaders of a run's files, whoever opened the store
+    ds = _run_dataset(store, run_id)
+    meta = ds.list_attributes(dictionary=True)
+    files = ds.get_record()["files"]
+    absent = [u for u in files if not Path(u).exists()]
+    if absent: raise MissingFiles(f"{absent[0]}: a file of run {run_id} is missing; the run cannot be read without it")
+    metrics = ds.get("metrics")
+    columns = {f: ds.get(f) for f in ds.list_features() if f.startswith("digit_")}
+    if digits is not None:  # put the run's digits in the order of `digits`
+        position = {d: i for i, d in enumerate(columns["digit_ids"])}
+        missing = [d for d in digits.ids if d not in position]
+        if missing: raise ValueError(f"run {run_id}: digit {missing[0]} of the store is not in the run's split")
+        order = np.array([position[d] for d in digits.ids])
+        columns = {f: c[order] for f, c in columns.items()}
+    return Run(run_id, meta["model"], json.loads(meta["params"]), int(meta["seed"]),
+               tuple(meta[f"fraction_{s}"] for s in SPLITS), bool(meta["stratify"]), meta["split_source"],
+               columns["digit_ids"], columns["digit_splits"], columns["digit_labels"], columns["digit_predictions"],
+               float(meta["fit_seconds"]), meta["when"],
+               {"description": meta["data_description"], "fingerprint": meta["data_fingerprint"]},
+               metrics["run"]["versions"], ds.get("model") if with_model else None, Path(next(iter(files))).parent,
+               augment=None if meta.get("augment", "none") == "none" else meta["augment"], refit=bool(meta.get("refit", False)),
+               n_fitted=int(meta.get("n_fitted", 0)), cv={k: meta[f"cv_{k}"] for k in ("mean", "std", "folds") if f"cv_{k}" in meta},
+               sources=columns.get("digit_sources"), lines=columns.get("digit_lines"), sweep=meta.get("sweep"),
+               imported_from=meta.get("imported_from"))
+
+# %% ../nbs/07_runs.ipynb #7a0c1e22
+def run_rows(store) -> list[dict]:
+    "Every run of `store` (a Kosh store, or the path of one) as a plain dict: id, when, model, settings, split, accuracies, CV figures, folder, model file; oldest first."
+    rows = []
+    for record in records_of_kind(store, RUN_KIND):
+        meta = {k: v["value"] for k, v in record["data"].items()}
+        params = json.loads(meta["params"])
+        files = {info.get("mimetype"): uri for uri, info in record["files"].items()}
+        rows.append({"id": record["id"], "when": meta["when"], "model": meta["model"], "params": params,
+                     "setting": ", ".join(f"{k}={v:g}" for k, v in params.items()), "seed": meta["seed"],
+                     "fractions": "/".join(f"{meta[f'fraction_{s}']:g}" for s in SPLITS), "split": meta["split_source"],
+                     **{f"accuracy_{s}": meta.get(f"accuracy_{s}", float("nan")) for s in SPLITS},
+                     "fit_seconds": meta["fit_seconds"], "augment": meta.get("augment", "none"), "refit": bool(meta.get("refit", False)),
+                     **{f"cv_{k}": meta.get(f"cv_{k}", float("nan")) for k in ("mean", "std", "folds")}, "cv_scores": meta.get("cv_scores"),
+                     "sweep": meta.get("sweep"), "imported_from": meta.get("imported_from"),
+                     "folder": str(Path(next(iter(record["files"]))).parent) if record["files"] else None,
+                     "model_file": files.get("skops")})
+    return sorted(rows, key=lambda r: (r["when"], r["id"]))
+
+
+RUN_COLUMNS = ["id", "when", "model", "params", "setting", "seed", "fractions", "split", *[f"accuracy_{s}" for s in SPLITS],
+               "fit_seconds", "augment", "refit", "cv_mean", "cv_std", "cv_folds", "sweep", "imported_from", "folder", "model_file"]
+
+
+def runs_table(store) -> "pandas.DataFrame":
+    "Every run of `store` as a row of a pandas table (the columns of `run_rows`), oldest first."
+    import pandas as pd
+    return pd.DataFrame(run_rows(store), columns=RUN_COLUMNS)
+
+# %% ../nbs/07_runs.ipynb #856b076d
+def _check_refit(refit, fractions, test_data):
+    if refit and test_data is None and not fractions[2]:
+        raise ValueError("refit (--refit) fits on train and validation and scores the test split, but the test split is empty: "
+                         "give a test fraction above 0 (--test) or a separate test file (--test-data)")
+
+
+def run_tutorial(out="results", data="bundled", test_data=None, model=DEFAULT_MODEL, params=None,
+                 fractions=(0.6, 0.2, 0.2), seed=0, stratify=True, replace=False, url=None, quiet=False,
+                 augment=None, refit=False) -> dict:
+    "Run the whole tutorial into folder `out` (images, Kosh store, a recorded run with its matrices and `metrics.json`); return the metrics."
+    params = dict(params or {})
+    make_model(model, seed=seed, **params)  # bad settings fail here, before anything is read or written
+    augment = check_augment(augment)
+    _check_refit(refit, fractions, test_data)
+    store, stored, settings = prepare_store(out, data, test_data, fractions, seed, stratify, replace, url, quiet)
+    fitted = "train and validation" if refit else "train"
+    say(f"fitting {MODELS[model].title} on the {fitted} digits read through Kosh{' (shifted, 9x)' if augment else ''}", quiet)
+    run = run_model(store, model, params, seed, fractions=settings["fractions"], stratify=stratify, digits=stored,
+                    augment=augment, refit=refit)
+    say(f"recorded run {run.id} in {run.folder}", quiet)
+    return run_metrics_json(run)
+
+# %% ../nbs/07_runs.ipynb #c2fd114a
+def runs_json(rows) -> list[dict]:
+    "The runs of `run_rows` as plain JSON objects: id, model, params, accuracy per split (None when empty), CV, folder, model file."
+    import math
+    def number(x): return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+    return [{"id": r["id"], "when": r["when"], "model": r["model"], "params": r["params"], "seed": int(r["seed"]),
+             "fractions": dict(zip(SPLITS, map(float, r["fractions"].split("/")))), "split_source": r["split"],
+             "accuracy": {s: number(r[f"accuracy_{s}"]) for s in SPLITS}, "fit_seconds": r["fit_seconds"],
+             "augment": None if r["augment"] == "none" else r["augment"], "refit": r["refit"],
+             "cv": None if number(r["cv_mean"]) is None else {"mean": r["cv_mean"], "std": r["cv_std"], "folds": int(r["cv_folds"])},
+             "sweep": r["sweep"], "imported_from": r["imported_from"], "folder": r["folder"], "model_file": r["model_file"]}
+            for r in rows]
+
+# %% ../nbs/07_runs.ipynb #b9eb8909
+@dataclass
+class Rerun:
+    "A run fitted again from its record alone: the run as recorded, the run made again, and where their predictions differ."
+    recorded: Run
+    again: Run
+
+    @property
+    def differing(self) -> np.ndarray:
+        "Positions (in the store's order of digits) of the digits whose prediction is not the recorded one."
+        return np.flatnonzero(self.recorded.predicted != self.again.predicted)
+
+    @property
+    def same(self) -> bool:
+        "True when every prediction is the recorded one."
+        return len(self.differing) == 0
+
+
+def rerun_run(store, run_id, digits: Digits | None = None) -> Rerun:
+    "Fit run `run_id` again from its record (model, settings, seed, augmentation, refit, the split of every digit); nothing is recorded."
+    if digits is None: digits = read_stored_digits(store)
+    recorded = load_run(store, run_id, digits=digits)
+    here = (store_info(store_path(store)) or {}).get("fingerprint")
+    if recorded.data["fingerprint"] != here:
+        raise ValueError(f"run {run_id} was made on other digits ({recorded.data['description']}, fingerprint "
+                         f"{recorded.data['fingerprint']}) than this store holds (fingerprint {here}); it cannot be made again here")
+    split = np.where(recorded.split == "train", "train", recorded.split)  # a refit run's validation digits were train digits
+    again = run_model(store, recorded.model, recorded.params, recorded.seed, recorded.fractions, recorded.stratify, digits,
+                      record=False, augment=recorded.augment, refit=recorded.refit, split=split)
+    again.split_source = recorded.split_source
+    return Rerun(recorded, again)
+
+# %% ../nbs/07_runs.ipynb #a5fdfc2c
+ARCHIVE_FORMAT = "digits-tutorial run archive"
+MANIFEST_NAME = "manifest.json"
+
+
+class ArchiveRefused(ValueError):
+    "A run archive that is damaged, changed after its export, unsafe, or made on other digits."
+
+
+def _digit_names(store, ids) -> dict:
+    "Source file, line and split of each digit id of `store`, from the digits' metadata (no image read)."
+    return {r["id"]: (r["data"]["source"]["value"], int(r["data"]["line"]["value"]), r["data"]["split"]["value"])
+            for r in read_records(store, list(ids))}
+
+
+def export_run(store, run_id, to=None) -> Path:
+    "Write run `run_id` of `store` into one zip archive (`to`, default `RUN_ID.zip` beside the store): record, files, manifest."
+    import zipfile
+    from digits_tutorial import __version__
+    run = load_run(store, run_id)
+    if run.sources is None:  # a run recorded before its split named the digits: name them from the store
+        names = _digit_names(store, run.ids)
+        run.sources = np.array([names[i][0] for i in run.ids], dtype=object)
+        run.lines = np.array([names[i][1] for i in run.ids])
+    split_csv = io.StringIO()
+    csv.writer(split_csv).writerows([["kosh_id", "source", "line", "split", "label", "predicted"], *zip(
+        run.ids, run.sources, run.lines.tolist(), run.split, run.labels.tolist(), run.predicted.tolist())])
+    files = {Path(u).name: Path(u).read_bytes() for u in _run_dataset(store, run_id).get_record()["files"]}
+    files[SPLIT_NAME] = split_csv.getvalue().encode()
+    manifest = {"format": ARCHIVE_FORMAT, "version": 1, "run": run_id, "exported_from": str(run.folder.parent.parent),
+                "exported_when": datetime.now().isoformat(timespec="seconds"), "made_by": f"digits-tutorial {__version__}",
+                "data": run.data, "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}}
+    to = Path(to) if to is not None else store_folder(store) / f"{run_id}.zip"
+    fd, partial = tempfile.mkstemp(prefix=f".{to.name}.", dir=to.parent)
+    try:
+        with open(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(MANIFEST_NAME, json.dumps(manifest, indent=1))
+            zf.writestr("run.json", json.dumps(store.export_dataset(_run_dataset(store, run_id))))
+            for name, data in files.items(): zf.writestr(f"files/{name}", data)
+        replace_path(partial, to)
+    finally:
+        Path(partial).unlink(missing_ok=True)
+    return to
+
+# %% ../nbs/07_runs.ipynb #71f3461e
+def _read_archive(archive) -> tuple[dict, dict, dict]:
+    "Manifest, Kosh record and files of a run archive, each file checked against the SHA-256 the manifest gives it."
+    import zipfile, zlib
+    archive = Path(archive)
+    try:
+        safe_members(archive)  # names that would escape the folder are refused before anything is read
+        with zipfile.ZipFile(archive) as zf:
+            manifest = json.loads(zf.read(MANIFEST_NAME))
+            if manifest.get("format") != ARCHIVE_FORMAT: raise ValueError(f"its manifest is not that of a {ARCHIVE_FORMAT}")
+            record = json.loads(zf.read("run.json"))
+            files = {name: zf.read(f"files/{name}") for name in manifest["files"]}
+    except (zipfile.BadZipFile, zlib.error, KeyError, ValueError, OSError) as err:
+        said = str(err).replace(str(archive) + ": ", "")
+        raise ArchiveRefused(f"{archive}: not a run archive of digits-tutorial, or a damaged one ({said}); nothing imported") from None
+    for name, data in files.items():
+        if Path(name).name != name or name.startswith("."):
+            raise ArchiveRefused(f"{archive}: file name {name!r} in its manifest is not a plain name; nothing imported")
+        if hashlib.sha256(data).hexdigest() != manifest["files"][name]:
+            raise ArchiveRefused(f"{archive}: {name} was changed after the run was exported (its SHA-256 is not the one the "
+                                 "manifest records); nothing imported: ask for the archive again")
+    return manifest, record, files
+
+
+def import_run(store, archive) -> Run:
+    "Add the run of `archive` (made by `export_run`) to `store`, after checking its files, its model and the digits it was made on."
+    manifest, record, files = _read_archive(archive)
+    run_id, info = manifest["run"], store_info(store_path(store)) or {}
+    datasets = [r for r in record.get("records", []) if r.get("type") != "file"]
+    files_named = sorted(Path(r["data"]["uri"]["value"]).name for r in record["records"] if r.get("type") == "file")
+    if ([r.get("id") for r in datasets] != [run_id] or datasets[0]["data"].get("kind", {}).get("value") != RUN_KIND
+            or files_named != sorted(files) or datasets[0]["data"]["data_fingerprint"]["value"] != manifest["data"].get("fingerprint")):
+        raise ArchiveRefused(f"{archive}: its Kosh record is not that of run {run_id} and the files of the archive; nothing imported")
+    if manifest["data"].get("fingerprint") != info.get("fingerprint"):
+        raise ArchiveRefused(f"{archive}: run {run_id} was made on other digits ({manifest['data'].get('description')}, fingerprint "
+                             f"{manifest['data'].get('fingerprint')}) than {store_path(store)} holds ({info.get('description')}, "
+                             f"fingerprint {info.get('fingerprint')}); nothing imported")
+    model_record = next((r for r in record["records"] if r.get("data", {}).get("mime_type", {}).get("value") == "skops"), None)
+    recorded_sha = (model_record or {}).get("data", {}).get("sha256", {}).get("value")
+    if MODEL_NAME in files and recorded_sha != manifest["files"][MODEL_NAME]:
+        raise ArchiveRefused(f"{archive}: its model is not the one its run recorded (SHA-256); nothing imported")
+    if list(store.find(kind=RUN_KIND, id_pool=[run_id], ids_only=True)): return load_run(store, run_id)  # already here
+    top = store_folder(store)
+    names = _digit_names(store, store.find(kind="digit", ids_only=True))
+    digits = {name[:2]: i for i, name in names.items()}
+    rows = list(csv.DictReader(io.StringIO(files[SPLIT_NAME].decode())))
+    try: ids = [digits[(r["source"], int(r["line"]))] for r in rows]
+    except KeyError as err: raise ArchiveRefused(f"{archive}: digit {err.args[0]} of the run is not in this store; nothing imported") from None
+    if len(set(ids)) != len(digits):
+        raise ArchiveRefused(f"{archive}: the run's split names {len(set(ids)):,} of the store's {len(digits):,} digits; nothing imported")
+    for row, digit_id in zip(rows, ids): row["kosh_id"] = digit_id
+    split_csv = io.StringIO()
+    writer = csv.DictWriter(split_csv, fieldnames=list(rows[0]))
+    writer.writeheader(); writer.writerows(rows)
+    files[SPLIT_NAME] = split_csv.getvalue().encode()
+    (top / RUNS_NAME).mkdir(exist_ok=True)
+    partial, final = Path(tempfile.mkdtemp(prefix=f".{run_id}.partial-", dir=top / RUNS_NAME)), top / RUNS_NAME / run_id
+    try:
+        for name, data in files.items(): (partial / name).write_bytes(data)
+        if MODEL_NAME in files: load_model(partial / MODEL_NAME, sha256=manifest["files"][MODEL_NAME])  # trusted types only
+        make_public(partial)
+        from kosh.utils import compute_fast_sha
+        for r in record["records"]:  # the run's record and its files' records, pointed at the files here
+            r["files"] = {str(final / Path(u).name): f for u, f in r.get("files", {}).items()}
+            if "uri" in r.get("data", {}):
+                r["data"]["uri"]["value"] = str(final / Path(r["data"]["uri"]["value"]).name)
+                r["data"]["fast_sha"] = {"value": compute_fast_sha(str(partial / Path(r["data"]["uri"]["value"]).name))}
+        data = datasets[0]["data"]
+        data["imported_from"] = {"value": f"{manifest['exported_from']} ({Path(archive).name}, exported {manifest['exported_when']})"}
+        if data["split_source"]["value"] == "store" and any(r["split"] != names[i][2] for r, i in zip(rows, ids)):
+            data["split_source"] = {"value": "drawn"}  # the store it came from was split otherwise than this one
+        with folder_lock(top):
+            partial.rename(final)
+            store.import_dataset(record, match_attributes=["name"])
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         shutil.rmtree(final, ignore_errors=True)
         raise
-    run.folder = final
-    return final
-
-# %% ../nbs/07_runs.ipynb #7a0c1e1f
-def load_run(store, run_id, digits: Digits | None = None, with_model=False) -> Run:
-    "Read run `run_id` back through Kosh, lined up with `digits` (the store's, by default); with its fitted model if asked."
-    found = list(store.find(kind=RUN_KIND, id_pool=[run_id]))
-    if not found: raise ValueError(f"{store.db_uri}: no run {run_id!r}; `runs_table(store)` lists the runs")
-    ds = found[0]
-    meta = ds.list_attributes(dictionary=True)
-    metrics = ds.get("metrics")
-    ids, split = ds.get("digit_ids"), ds.get("digit_splits")
-    labels, predicted = ds.get("digit_labels"), ds.get("digit_predictions")
-    if digits is not None:  # put the run's digits in the order of `digits`
-        position = {d: i for i, d in enumerate(ids)}
-        missing = [d for d in digits.ids if d not in position]
-        if missing: raise ValueError(f"run {run_id}: digit {missing[0]} of the store is not in the run's split")
-        order = np.array([position[d] for d in digits.ids])
-        ids, split, labels, predicted = ids[order], split[order], labels[order], predicted[order]
-    folder = next((Path(u).parent for u in ds.get_record()["files"]), None)
-    return Run(run_id, meta["model"], json.loads(meta["params"]), int(meta["seed"]),
-               tuple(meta[f"fraction_{s}"] for s in SPLITS), bool(meta["stratify"]), meta["split_source"],
-               ids, split, labels, predicted, float(meta["fit_seconds"]), meta["when"],
-               {"description": meta["data_description"], "fingerprint": meta["data_fingerprint"]},
-               metrics["run"]["versions"], ds.get("model") if with_model else None, folder,
-               augment=None if meta.get("augment", "none") == "none" else meta["augment"], refit=bool(meta.get("refit", False)),
-               n_fitted=int(meta.get("n_fitted", 0)), cv={k: meta[f"cv_{k}"] for k in ("mean", "std", "folds") if f"cv_{k}" in meta})
-
-# %% ../nbs/07_runs.ipynb #7a0c1e22
-def runs_table(store) -> "pandas.DataFrame":
-    "Every run of `store` as a row: id, when, model, settings, split, accuracies, augmentation, refit, CV figures; oldest first."
-    import pandas as pd
-    rows = []
-    for ds in store.find(kind=RUN_KIND):
-        meta = ds.list_attributes(dictionary=True)
-        params = json.loads(meta["params"])
-        rows.append({"id": ds.id, "when": meta["when"], "model": meta["model"], "params": params,
-                     "setting": ", ".join(f"{k}={v:g}" for k, v in params.items()), "seed": meta["seed"],
-                     "fractions": "/".join(f"{meta[f'fraction_{s}']:g}" for s in SPLITS), "split": meta["split_source"],
-                     **{f"accuracy_{s}": meta.get(f"accuracy_{s}", np.nan) for s in SPLITS},
-                     "fit_seconds": meta["fit_seconds"], "augment": meta.get("augment", "none"), "refit": bool(meta.get("refit", False)),
-                     **{f"cv_{k}": meta.get(f"cv_{k}", np.nan) for k in ("mean", "std", "folds")}})
-    columns = ["id", "when", "model", "params", "setting", "seed", "fractions", "split",
-               *[f"accuracy_{s}" for s in SPLITS], "fit_seconds", "augment", "refit", "cv_mean", "cv_std", "cv_folds"]
-    return pd.DataFrame(rows, columns=columns).sort_values(["when", "id"], ignore_index=True)
+    return load_run(store, run_id)

@@ -5,18 +5,25 @@
 # %% ../nbs/08_select.ipynb #64cd5e94
 from __future__ import annotations
 
+import hashlib
+import json
+from contextlib import nullcontext
+from datetime import datetime
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .data import Digits
 from .improve import check_augment
-from .runs import choose_split, fit_augmented, run_model
-from .store import read_stored_digits
+from .plumbing import folder_lock, say
+from .runs import choose_split, fit_augmented, load_run, run_model, run_rows, show_at_top
+from .store import prepare_store, read_stored_digits, store_folder, store_info, store_path
 from .train import DEFAULT_MODEL, MODELS, make_model
 
 # %% auto #0
-__all__ = ['plot_coefficients', 'validation_curve_runs', 'plot_validation_curve', 'stratified_folds', 'RegistryClassifier',
-           'grid_candidates', 'cross_validate_grid', 'sweep_model']
+__all__ = ['SWEEP_KIND', 'plot_coefficients', 'validation_curve_runs', 'plot_validation_curve', 'stratified_folds',
+           'RegistryClassifier', 'grid_candidates', 'cross_validate_grid', 'sweep_id', 'sweep_model',
+           'connect_scheduler', 'sweep_tutorial']
 
 # %% ../nbs/08_select.ipynb #1874878e
 def plot_coefficients(model, size=1.3):
@@ -122,20 +129,96 @@ def cross_validate_grid(X, y, model, grid, cv=5, seed=0, augment=None, client=No
                          "fold_scores": list(scores), "augment": augment or "none"})
 
 # %% ../nbs/08_select.ipynb #dca1e744
+SWEEP_KIND = "sweep"  # the `kind` of the dataset that says what a sweep is and whether it finished
+
+
+def sweep_id(model, candidates, cv, augment, seed, train_ids, fingerprint) -> str:
+    "The id of a sweep: the same for the same model, candidates, folds, augmentation, seed, train digits and data."
+    key = {"model": model, "candidates": candidates, "cv": int(cv), "augment": augment or "none", "seed": int(seed),
+           "train": hashlib.sha256("\n".join(sorted(map(str, train_ids))).encode()).hexdigest(), "data": fingerprint}
+    return f"sweep-{model}-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]}"
+
+
+def _sweep_dataset(store, sid, model, candidates, cv, augment, seed):
+    "The Kosh dataset of sweep `sid`, made (unfinished) the first time the sweep starts."
+    found = list(store.find(kind=SWEEP_KIND, id_pool=[sid]))
+    if found: return found[0]
+    return store.create(name=sid, id=sid, metadata={
+        "kind": SWEEP_KIND, "model": model, "grid": json.dumps(candidates), "n_candidates": len(candidates), "cv_folds": int(cv),
+        "augment": augment or "none", "seed": int(seed), "finished": False, "chosen": "",
+        "started": datetime.now().isoformat(timespec="seconds")})
+
+
+def _recorded_candidates(store, sid) -> dict:
+    "The runs already recorded for sweep `sid`, by their settings."
+    return {json.dumps(r["params"], sort_keys=True): r for r in run_rows(store) if r["sweep"] == sid}
+
+
 def sweep_model(store, model, grid, cv=5, augment=None, seed=0, fractions=None, stratify=True,
                 digits: Digits | None = None, record=True, client=None) -> "pandas.DataFrame":
-    "Cross-validate every candidate of `grid` on the train split, then run each with its CV figures; best CV mean first."
-    grid_candidates(model, grid)  # bad settings fail here, before any work
+    "Cross-validate every candidate of `grid` on the train split and run each with its CV figures, a candidate at a time; resumes a sweep it finds unfinished. Best CV mean first."
+    import pandas as pd
+    candidates = grid_candidates(model, grid)  # bad settings fail here, before any work
+    augment = check_augment(augment)
     if digits is None: digits = read_stored_digits(store)
     if not len(digits): raise ValueError(f"{store.db_uri}: the store holds no digits to sweep on")
     split, _, _ = choose_split(store, digits, fractions, seed, stratify)
     train = split == "train"
-    table = cross_validate_grid(digits.X[train], digits.y[train], model, grid, cv, seed, augment, client)
-    runs = [run_model(store, model, row.params, seed, fractions, stratify, digits, record, augment,
-                      cv={"mean": float(row.cv_mean), "std": float(row.cv_std), "folds": int(row.cv_folds)})
-            for row in table.itertuples()]
-    table["accuracy_validation"] = [r.accuracy["validation"] for r in runs]
-    table["id"] = [r.id if record else "" for r in runs]
-    table = table.sort_values("cv_mean", ascending=False, kind="stable", ignore_index=True)
+    info = store_info(store_path(store)) or {}
+    sid = sweep_id(model, candidates, cv, augment, seed, digits.ids[train], info.get("fingerprint", digits.fingerprint))
+    if record:
+        with folder_lock(store_folder(store)): sweep = _sweep_dataset(store, sid, model, candidates, cv, augment, seed)
+    rows = []
+    for params in candidates:
+        key = json.dumps(params, sort_keys=True)
+        done = _recorded_candidates(store, sid).get(key) if record else None
+        if done is None:
+            scores = cross_validate_grid(digits.X[train], digits.y[train], model, {k: [v] for k, v in params.items()},
+                                         cv, seed, augment, client).iloc[0]
+            figures = {"mean": float(scores.cv_mean), "std": float(scores.cv_std), "folds": int(cv),
+                       "scores": [float(s) for s in scores.fold_scores]}
+            with folder_lock(store_folder(store)) if record else nullcontext():  # a second process on the same sweep records it once
+                done = _recorded_candidates(store, sid).get(key) if record else None
+                if done is None:
+                    run = run_model(store, model, params, seed, fractions, stratify, digits, record, augment, cv=figures,
+                                    sweep=sid if record else None, latest=False)
+                    done = {"id": run.id if record else "", "accuracy_validation": run.accuracy["validation"],
+                            **{f"cv_{k}": v for k, v in figures.items()}}
+        rows.append({"model": model, "params": params, "setting": _setting(params), "cv_mean": done["cv_mean"],
+                     "cv_std": done["cv_std"], "cv_folds": int(cv), "fold_scores": np.asarray(done["cv_scores"]),
+                     "augment": augment or "none", "accuracy_validation": done["accuracy_validation"], "id": done["id"]})
+    table = pd.DataFrame(rows).sort_values("cv_mean", ascending=False, kind="stable", ignore_index=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
+    table.attrs["sweep"] = sid
+    if record:  # the sweep is done: say so, and show its chosen candidate at the top of the folder
+        with folder_lock(store_folder(store)):
+            sweep.finished, sweep.chosen = True, str(table.id.iloc[0])
+            show_at_top(store, load_run(store, table.id.iloc[0]))
     return table
+
+# %% ../nbs/08_select.ipynb #d66be86e
+def connect_scheduler(address, timeout=10):
+    "A Dask client of the scheduler at `address` (e.g. `tcp://127.0.0.1:8786`); an `OSError` that says what to do if none answers."
+    try:
+        from distributed import Client
+    except ImportError:
+        raise OSError("sweeps on a Dask cluster need dask.distributed: pip install 'dask[distributed]'") from None
+    try:
+        return Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as err:
+        said = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise OSError(f"{address}: no Dask scheduler answers there ({said}); start one (`dask scheduler`) and its workers "
+                      "(`dask worker ADDRESS`), or leave out --scheduler to sweep on this machine") from None
+
+
+def sweep_tutorial(out="results", data="bundled", test_data=None, model=DEFAULT_MODEL, grid=None, cv=5, augment=None,
+                   fractions=(0.6, 0.2, 0.2), seed=0, stratify=True, replace=False, url=None, quiet=False, scheduler=None):
+    "Cross-validate every candidate of `grid` on the train split of the digits in `out`, each a run; the table, best first."
+    grid_candidates(model, grid or {})  # bad settings fail here, before anything is read or written
+    make_model(model, seed=seed)
+    augment = check_augment(augment)
+    with connect_scheduler(scheduler) if scheduler else nullcontext() as client:  # an unreachable scheduler fails here too
+        store, stored, settings = prepare_store(out, data, test_data, fractions, seed, stratify, replace, url, quiet)
+        where = f" on the Dask cluster at {scheduler}" if scheduler else ""
+        say(f"cross-validating {MODELS[model].title} ({cv} folds){where}, then recording each candidate as a run", quiet)
+        return sweep_model(store, model, grid, cv, augment, seed, settings["fractions"], stratify, stored, client=client)

@@ -5,6 +5,7 @@
 # %% ../nbs/04_store.ipynb #8c4a57e9
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -14,15 +15,18 @@ from pathlib import Path
 import numpy as np
 from kosh import KoshLoader
 
-from .data import Digits, block_counts, read_bitmaps, read_optdigits
+from .data import Digits, block_counts, load_digits, read_bitmaps, read_optdigits
 from .images import counts_to_grey, read_digit_image, read_digit_images, save_digit_images
-from .plumbing import (bulk_supported, close_store, digit_records, fast_sha, folder_lock, insert_records,
-                                      new_store, read_record, read_records, replace_path)
+from .plumbing import (bulk_supported, close_store, digit_records, fast_sha, file_uris, folder_lock,
+                                      insert_records, new_store, read_record, read_records, replace_path, repoint_records, say)
+from .split import check_fractions, split_digits, split_with_test_file
 
 # %% auto #0
 __all__ = ['LOADERS', 'DIGIT_KIND', 'STORE_NAME', 'IMAGES_NAME', 'INFO_ID', 'STORE_LAYOUT', 'RUNS_NAME', 'OptDigitsLoader',
-           'OptDigitsBitmapLoader', 'DigitImageLoader', 'connect_store', 'digit_metadata', 'store_digits',
-           'StoreMismatch', 'store_info', 'build_store', 'read_stored_digits']
+           'OptDigitsBitmapLoader', 'DigitImageLoader', 'register_loaders', 'add_loaders', 'digit_metadata',
+           'store_digits', 'StoreMismatch', 'store_info', 'store_path', 'store_folder', 'results_folder', 'build_store',
+           'MissingFiles', 'read_stored_digits', 'recorded_folder', 'relocate_store', 'connect_store', 'prepare_digits',
+           'split_settings', 'prepare_store']
 
 # %% ../nbs/04_store.ipynb #998f8856
 class OptDigitsLoader(KoshLoader):
@@ -74,15 +78,18 @@ class DigitImageLoader(KoshLoader):
         return read_digit_images(uris)
 
 # %% ../nbs/04_store.ipynb #8f6e336c
-LOADERS = (DigitImageLoader, OptDigitsLoader, OptDigitsBitmapLoader)
+LOADERS = [DigitImageLoader, OptDigitsLoader, OptDigitsBitmapLoader]  # and what `register_loaders` adds
 
 
-def connect_store(path, read_only=False):
-    "Open (or create) the Kosh store at `path` (SQLite) with the project's loaders ahead of Kosh's generic ones."
-    import kosh
-    from digits_tutorial.runs import RUN_LOADERS  # the files a run leaves, from the lesson on runs
-    store = kosh.connect(str(path), read_only=read_only)
-    for loader in LOADERS + RUN_LOADERS:
+def register_loaders(*loaders):
+    "Add loaders that every store `connect_store` opens will have (a later lesson adds those of its own files)."
+    for loader in loaders:
+        if loader not in LOADERS: LOADERS.append(loader)
+
+
+def add_loaders(store, loaders=None):
+    "Put `loaders` (all registered ones by default) first for their mime types in an open Kosh store; return the store."
+    for loader in loaders or LOADERS:
         for mime_type in loader.types:
             known = store.loaders.setdefault(mime_type, [])
             if loader not in known: known.insert(0, loader)
@@ -117,7 +124,7 @@ class StoreMismatch(ValueError):
 
 
 def store_info(path) -> dict | None:
-    "What the digits-tutorial store at `path` holds (fingerprint, description, digits, split), or None if there is no store."
+    "What the digits-tutorial store at `path` holds (fingerprint, description, digits, split, folder), or None if there is no store."
     path = Path(path)
     if not path.exists(): return None
     try:
@@ -127,6 +134,34 @@ def store_info(path) -> dict | None:
     if record is None:
         raise StoreMismatch(f"{path}: a Kosh store, but not one made by digits-tutorial; choose another folder or replace it")
     return {k: v["value"] for k, v in record["data"].items()}
+
+
+def store_path(store) -> Path:
+    "The SQLite file of a Kosh store."
+    return Path(str(store.db_uri)).resolve()
+
+
+def store_folder(store) -> Path:
+    "The folder of a Kosh store kept in a SQLite file: where its images and runs are."
+    return store_path(store).parent
+
+
+def results_folder(out, make=False) -> Path:
+    "`out` as an absolute folder, checked before anything is read or written (not a file, can be made); made if `make`."
+    given, out = Path(out), Path(out).absolute()  # messages name the folder as it was given
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{given}: a file, not a folder; give the results a folder of their own (a new one, or one that "
+                         "digits-tutorial made)")
+    parent = out
+    while not parent.exists(): parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{given}: cannot be made, since {parent} is a file, not a folder; choose another folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"{given}: cannot be made or written, since you may not write in {parent}; choose another folder")
+    if make:
+        try: out.mkdir(parents=True, exist_ok=True)
+        except OSError as err: raise OSError(f"{given}: cannot make this folder ({err.strerror}); choose another folder") from None
+    return out.resolve() if out.exists() else out
 
 
 def _check_folder(folder, digits, replace) -> bool:
@@ -147,7 +182,8 @@ def _describe(store, digits: Digits, split_settings=None):
     "Add the ensemble that says what data the store holds and how it was split; `store.find_ensembles()` shows it."
     from digits_tutorial import __version__
     info = {"fingerprint": digits.fingerprint, "description": digits.description, "n_digits": len(digits),
-            "made_by": f"digits-tutorial {__version__}", "layout": STORE_LAYOUT}
+            "made_by": f"digits-tutorial {__version__}", "layout": STORE_LAYOUT,
+            "folder": str(store_folder(store))}  # where its files are: `relocate_store` notices when that changes
     for key, value in (split_settings or {}).items():  # how `digits.split` was made, so that runs can reuse it
         info[f"split_{key}"] = list(value) if isinstance(value, (list, tuple)) else value
     store.create_ensemble(name="digits-tutorial", id=INFO_ID, metadata=info)
@@ -157,8 +193,7 @@ def build_store(digits: Digits, folder, replace=False, progress=False, split_set
     "Write split `digits` into `folder` (a PNG per digit in `images/`, a Kosh dataset per digit in `store.sql`), or keep the store of the same digits there; return its path."
     import kosh
     if digits.split is None: raise ValueError("the digits have no splits yet; set `digits.split` (see `split_digits`) first")
-    folder = Path(folder).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = results_folder(folder, make=True)
     with folder_lock(folder):  # a second process waits here for the first
         if _check_folder(folder, digits, replace):
             return folder / STORE_NAME  # the same digits are stored already, with the runs made on them: keep it all
@@ -186,6 +221,21 @@ def build_store(digits: Digits, folder, replace=False, progress=False, split_set
     return folder / STORE_NAME
 
 # %% ../nbs/04_store.ipynb #d0ace3b7
+class MissingFiles(FileNotFoundError):
+    "Files that a store records are not where it says they are."
+
+
+def _check_present(store, uris):
+    "Stop, with one line saying what is missing and how to make it again, if any of `uris` is not there."
+    missing = [u for u in uris if not os.path.exists(u)]
+    if not missing: return
+    where = Path(missing[0]).parent
+    named = ", ".join(Path(u).name for u in missing[:3]) + (", ..." if len(missing) > 3 else "")
+    raise MissingFiles(f"{where}: {len(missing):,} of the {len(uris):,} digit images that {store_path(store).name} records are "
+                       f"missing ({named}); make the images and the store again with --replace (replace=True), "
+                       "which starts the folder afresh, without its runs")
+
+
 def read_stored_digits(store, split=None, **query) -> Digits:
     "The digits of a Kosh store (one `split`, or all), read back through Kosh: metadata from the datasets, features from their PNGs."
     if split is not None: query["split"] = split
@@ -195,6 +245,105 @@ def read_stored_digits(store, split=None, **query) -> Digits:
     records.sort(key=lambda r: (r["data"]["source"]["value"], r["data"]["index"]["value"]))
     value = lambda name, dtype: np.array([r["data"][name]["value"] for r in records], dtype=dtype)
     uris = [next(u for u, f in r["files"].items() if f.get("mimetype") == "png") for r in records]
+    _check_present(store, uris)
     X = DigitImageLoader.read_many(uris) if uris else np.empty((0, 64), dtype=np.uint8)
     return Digits(X, value("label", np.int64), value("source", object), value("line", np.int64), value("index", np.int64),
                   "digits read through Kosh", value("split", object), np.array([r["id"] for r in records], dtype=object))
+
+# %% ../nbs/04_store.ipynb #0b859114
+def recorded_folder(path) -> str | None:
+    "The folder that the digits-tutorial store at `path` says it lives in, or None for another kind of store."
+    try: record = read_record(path, INFO_ID)
+    except sqlite3.DatabaseError: return None
+    if record is None: return None
+    folder = record["data"].get("folder", {}).get("value")
+    if folder is None:  # a store made before stores wrote down their folder: where its first image is
+        uris = file_uris(path, "png")
+        folder = str(Path(uris[0]).parent.parent) if uris else None
+    return folder
+
+
+def _same_folder(a, b) -> bool:
+    try: return os.path.samefile(a, b)
+    except OSError: return False
+
+
+def _repoint_with_kosh(path, old, new):
+    "What `repoint_records` does, with Kosh's public calls, one file at a time: for Kosh or Sina versions it was not checked against."
+    import kosh
+    store = kosh.connect(str(path))
+    try:
+        for uri in [store.get_record(i)["data"]["uri"]["value"] for i in store.find(types="file", ids_only=True)]:
+            if uri.startswith(old + "/"): store.reassociate(new + uri[len(old):], source=uri, absolute_path=False)
+        for ensemble in store.find_ensembles(id_pool=[INFO_ID]): ensemble.folder = new
+    finally:
+        close_store(store)
+
+
+def relocate_store(path) -> str | None:
+    "Point the store at `path`, if its folder was moved or copied, at the files in its own folder; return where it came from (None if it had not moved)."
+    path = Path(path).resolve()
+    here, old = str(path.parent), recorded_folder(path)
+    if old is None or old == here or _same_folder(old, here): return None
+    try:
+        with folder_lock(here):  # one process re-points; any other waits and then finds it done
+            old = recorded_folder(path)
+            if old is None or old == here: return None
+            if bulk_supported(): repoint_records(path, old, here)
+            else: _repoint_with_kosh(path, old, here)
+    except (sqlite3.OperationalError, PermissionError) as err:
+        raise OSError(f"{path}: this store moved here from {old} and must be pointed at the files beside it, but it cannot be "
+                      f"written here ({err}); copy the folder to a place you can write to") from None
+    return old
+
+
+def connect_store(path, read_only=False):
+    "Open (or create) the Kosh store at `path` (SQLite) with the project's loaders first; a store whose folder moved is re-pointed first."
+    import kosh
+    if Path(path).is_file(): relocate_store(path)  # a results folder that was moved or copied reads its own files
+    return add_loaders(kosh.connect(str(path), read_only=read_only))
+
+# %% ../nbs/04_store.ipynb #6021aa2f
+def prepare_digits(data="bundled", test_data=None, fractions=(0.6, 0.2, 0.2), seed=0, stratify=True, url=None,
+                   progress=False) -> Digits:
+    "Read and split the digits: `data` by `fractions`, or, with `test_data`, `data` as train and validation and `test_data` as test."
+    digits = load_digits(data, url=url, progress=progress)
+    if test_data is None:
+        digits.split = split_digits(digits.y, fractions, seed=seed, stratify=stratify)
+        return digits
+    test = load_digits(test_data, url=url, progress=progress)
+    shared = set(digits.source) & set(test.source)
+    if shared:
+        raise ValueError(f"{', '.join(sorted(shared))}: given both as training and as test data; the test file must be a different file")
+    split = split_with_test_file(digits.y, fractions, seed=seed, stratify=stratify, n_test=len(test))
+    both = Digits.concat([digits, test])
+    both.split = split
+    return both
+
+
+def split_settings(fractions, test_data=None) -> tuple[float, float, float]:
+    "The fractions a store records, checked: as given, or, with a separate test file, train and validation scaled to add up to 1."
+    if test_data is None: return check_fractions(fractions)
+    train, validation = float(fractions[0]), float(fractions[1])
+    if not (train > 0 and validation > 0):
+        raise ValueError(f"the train and validation fractions must be above 0, got {train} and {validation}")
+    return check_fractions((train / (train + validation), validation / (train + validation), 0.0))
+
+
+def prepare_store(out="results", data="bundled", test_data=None, fractions=(0.6, 0.2, 0.2), seed=0, stratify=True,
+                  replace=False, url=None, quiet=False) -> tuple:
+    "Check the folder and the fractions, read and split the digits, make (or keep) the Kosh store in `out`; the store, its digits, the split's settings."
+    out = results_folder(out)  # a bad folder or bad fractions stop here, before any data is read
+    settings = {"fractions": split_settings(fractions, test_data), "seed": seed, "stratify": stratify}
+    say("reading the data", quiet)
+    digits = prepare_digits(data, test_data, fractions, seed, stratify, url, progress=not quiet)
+    settings["test_sources"] = sorted(set(digits.source[digits.split == "test"])) if test_data is not None else []
+    with folder_lock(results_folder(out, make=True)):  # no other process replaces the store while we read it back
+        info = store_info(out / STORE_NAME) if not replace and (out / STORE_NAME).exists() else None
+        if info and info.get("fingerprint") == digits.fingerprint:
+            say(f"{out / STORE_NAME} already holds these {len(digits):,} digits: keeping it and its runs", quiet)
+        else:
+            say(f"writing {len(digits):,} images and the Kosh store to {out}", quiet)
+        store = connect_store(build_store(digits, out, replace=replace, progress=not quiet, split_settings=settings))
+        stored = read_stored_digits(store)
+    return store, stored, settings

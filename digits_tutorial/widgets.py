@@ -14,10 +14,10 @@ from fastcore.basics import patch
 
 from .data import Digits
 from .evaluate import CLASSES, SPLIT_TITLES, cell_digits, save_confusion_matrices
-from .runs import Run, load_run, run_model, runs_table, store_path
+from .runs import Run, load_run, run_model, runs_table
 from .split import SPLITS
 from .plumbing import store_for_this_thread
-from .store import read_stored_digits, store_info
+from .store import read_stored_digits, store_info, store_path
 from .train import DEFAULT_MODEL, MODELS
 
 # %% auto #0
@@ -478,7 +478,7 @@ import threading
 import time
 
 from .plumbing import replace_path
-from .store import STORE_NAME, connect_store
+from .store import STORE_NAME, connect_store, prepare_store, relocate_store, results_folder
 
 # %% ../nbs/12_lab.ipynb #b3d6998f
 LAB_APP_FOLDER = ".lab"  # in the lab's folder: the notebook Voila serves and Voila's log
@@ -490,6 +490,7 @@ def open_lab(out) -> DigitsLab:
     out = Path(out).resolve()
     if not (out / STORE_NAME).is_file():
         raise FileNotFoundError(f"{out / STORE_NAME}: no store here; `digits-tutorial run --out {out}` makes one")
+    relocate_store(out / STORE_NAME)  # a folder moved or copied: its store points at the files beside it
     return DigitsLab(connect_store(out / STORE_NAME), out_folder=out)
 
 
@@ -595,12 +596,12 @@ def serve_lab(out="results", port=LAB_PORT, open_browser=True, quiet=False):
     import importlib.util
     if importlib.util.find_spec("voila") is None:
         raise OSError("the lab app needs Voila, which the lessons extra installs: pip install 'digits-tutorial[lessons]'")
+    results_folder(out)  # a file, or a folder that cannot be made: one line, before anything is written
     server = LabServer(out, port)
     if not _port_is_free(server.port):
         raise OSError(f"port {server.port} on 127.0.0.1 is in use: choose another with --port")
-    if not (Path(out) / STORE_NAME).is_file():
-        from digits_tutorial.cli import prepare_store  # the store `digits-tutorial run` makes: bundled digits, its split
-        prepare_store(out, quiet=quiet)
+    if (Path(out) / STORE_NAME).is_file(): relocate_store(Path(out) / STORE_NAME)  # moved: re-pointed here, not in the app
+    else: prepare_store(out, quiet=quiet)  # the store `digits-tutorial run` makes: the bundled digits, its split
     main_thread = threading.current_thread() is threading.main_thread()
     before = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # `kill` stops the lab as Ctrl-C does
     try:

@@ -32,8 +32,6 @@ import pytest
 from test_browser import TIMEOUT_SCALE, _free_port
 from test_lab_app import PAGE_TIMEOUT, STOPPED, ctrl_c, end, isolated_jupyter, start_lab
 
-pytestmark = pytest.mark.install
-
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL_TIMEOUT = 1800 * TIMEOUT_SCALE   # seconds for the README's first command (an install, then the main job)
 LESSON_TIMEOUT = 600 * TIMEOUT_SCALE     # seconds for one lesson
@@ -89,6 +87,7 @@ def user_environment() -> dict:
     return env
 
 
+@pytest.mark.install
 def test_the_readme_first_command_gives_every_lesson(tmp_path):
     commands = readme_commands()
     project = copy_of_the_project(tmp_path / "digits-tutorial")

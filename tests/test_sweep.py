@@ -90,7 +90,7 @@ def test_the_sweep_prints_one_line_per_candidate_with_mean_and_spread(sweeps):
     assert [int(line.split()[0]) for line in lines[2:6]] == [1, 2, 3, 4]
     means = [float(line.split()[-3].rstrip("%")) for line in lines[2:6]]
     assert means == sorted(means, reverse=True) and means[0] > 97
-    assert lines[6].startswith(f"4 runs recorded in {out / 'local' / 'store.sql'}")
+    assert lines[6].startswith(f"4 candidates, each a run in {out / 'local' / 'store.sql'}; the top of the folder shows rank 1 (")
 
 
 def test_every_candidate_is_a_run_with_its_cross_validation(sweeps):
