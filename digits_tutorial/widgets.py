@@ -478,7 +478,7 @@ import threading
 import time
 
 from .plumbing import replace_path
-from .store import STORE_NAME, connect_store, prepare_store, relocate_store, results_folder
+from .store import STORE_NAME, connect_store, prepare_store, relocate_store
 
 # %% ../nbs/12_lab.ipynb #b3d6998f
 LAB_APP_FOLDER = ".lab"  # in the lab's folder: the notebook Voila serves and Voila's log
@@ -490,7 +490,6 @@ def open_lab(out) -> DigitsLab:
     out = Path(out).resolve()
     if not (out / STORE_NAME).is_file():
         raise FileNotFoundError(f"{out / STORE_NAME}: no store here; `digits-tutorial run --out {out}` makes one")
-    relocate_store(out / STORE_NAME)  # a folder moved or copied: its store points at the files beside it
     return DigitsLab(connect_store(out / STORE_NAME), out_folder=out)
 
 
@@ -596,7 +595,6 @@ def serve_lab(out="results", port=LAB_PORT, open_browser=True, quiet=False):
     import importlib.util
     if importlib.util.find_spec("voila") is None:
         raise OSError("the lab app needs Voila, which the lessons extra installs: pip install 'digits-tutorial[lessons]'")
-    results_folder(out)  # a file, or a folder that cannot be made: one line, before anything is written
     server = LabServer(out, port)
     if not _port_is_free(server.port):
         raise OSError(f"port {server.port} on 127.0.0.1 is in use: choose another with --port")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -172,3 +173,48 @@ def test_a_port_out_of_range_is_one_line(tmp_path, cli):
     done = cli("lab", "--out", tmp_path / "nothing", "--no-browser", "--port", "70000")
     assert (done.returncode, done.stderr) == (1, "digits-tutorial: error: port 70000: expected a number from 1 to 65535\n")
     assert not (tmp_path / "nothing").exists()
+
+
+def test_a_moved_folder_opens_on_the_files_beside_its_store(results, tmp_path):
+    "A results folder moved elsewhere: the lab re-points its store (as `runs` does) and shows its runs and digits."
+    from digits_tutorial.widgets import open_lab
+    before, after = tmp_path / "before", tmp_path / "elsewhere" / "after"
+    shutil.copytree(results, before)
+    shutil.move(before, after)  # the files the store was made with are gone from where it recorded them
+    lab = open_lab(after)
+    assert lab.state.result is not None and lab.runs.value == lab.state.result.id
+    cm = lab.state.result.matrices["validation"]
+    lab.cells[3][3].click()
+    assert lab.provenance.value.count("class='digit-row'") == cm[3, 3] and bytes(lab.gallery.value)[:4] == b"\x89PNG"
+    import kosh
+    store = kosh.connect(str(after / "store.sql"), read_only=True)
+    try:
+        [ds] = list(store.find(label=3, split="test"))[:1]
+        assert all(uri.startswith(str(after.resolve())) for uri in ds.get_record()["files"])
+    finally:
+        store.close()
+
+
+def test_a_file_as_the_folder_is_one_line(tmp_path, cli):
+    given = tmp_path / "notes.txt"
+    given.write_text("not a folder")
+    done = cli("lab", "--out", given, "--no-browser", "--port", _free_port())
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and done.stderr.startswith(f"digits-tutorial: error: {given}: a file")
+
+
+def test_the_command_re_points_a_moved_folder_before_it_serves(results, tmp_path):
+    "`digits-tutorial lab` on a moved folder: the store points at the files beside it before any page is asked for."
+    moved = tmp_path / "moved"
+    shutil.copytree(results, tmp_path / "before")
+    shutil.move(tmp_path / "before", moved)
+    process, _ = start_lab(moved, _free_port(), isolated_jupyter(tmp_path / "jupyter"))
+    try:
+        import sqlite3
+        with sqlite3.connect(f"file:{moved / 'store.sql'}?mode=ro", uri=True) as db:
+            raw = db.execute("SELECT raw FROM Record WHERE raw LIKE '%\"label\"%' LIMIT 1").fetchone()[0]
+        status, err, _ = ctrl_c(process)
+    finally:
+        end(process)
+    files = json.loads(raw)["files"]
+    assert files and all(uri.startswith(str(moved.resolve())) for uri in files), list(files)[:2]
+    assert (status, err) == (0, STOPPED)
