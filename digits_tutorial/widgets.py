@@ -594,7 +594,8 @@ def serve_lab(out="results", port=LAB_PORT, open_browser=True, quiet=False):
     "Serve the lab on the store in `out` (made first, as `digits-tutorial run` makes it, if none) with Voila, until Ctrl-C."
     import importlib.util
     if importlib.util.find_spec("voila") is None:
-        raise OSError("the lab app needs Voila, which the lessons extra installs: pip install 'digits-tutorial[lessons]'")
+        raise OSError("the lab app needs Voila, which the lessons extra installs: "
+                      'pip install -e ".[lessons]" in the project\'s folder')
     server = LabServer(out, port)
     if not _port_is_free(server.port):
         raise OSError(f"port {server.port} on 127.0.0.1 is in use: choose another with --port")

@@ -218,3 +218,20 @@ def test_the_command_re_points_a_moved_folder_before_it_serves(results, tmp_path
     files = json.loads(raw)["files"]
     assert files and all(uri.startswith(str(moved.resolve())) for uri in files), list(files)[:2]
     assert (status, err) == (0, STOPPED)
+
+
+def test_without_voila_the_command_says_how_to_get_it(tmp_path):
+    "An install without the lessons extra has no Voila: one line that says which extra brings it, and nothing written."
+    code = ("import sys; sys.modules['voila'] = None  # as if Voila were not installed\n"
+            "from digits_tutorial.cli import main; sys.exit(main(sys.argv[1:]))")
+    process = subprocess.Popen([sys.executable, "-c", code, "lab", "--out", str(tmp_path / "nothing"), "--no-browser",
+                                "--port", str(_free_port())], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = process.communicate(timeout=START_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        end(process)
+        pytest.fail("digits-tutorial lab without Voila went on (it served?) instead of saying what is missing")
+    assert (process.returncode, out) == (1, "")
+    assert err == ("digits-tutorial: error: the lab app needs Voila, which the lessons extra installs: "
+                           'pip install -e ".[lessons]" in the project\'s folder\n')
+    assert not (tmp_path / "nothing").exists()
