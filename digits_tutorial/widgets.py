@@ -503,9 +503,9 @@ def lab_app_notebook(out) -> Path:
         return {"cell_type": kind, "id": kind, "metadata": {}, "source": text, **extra}
     title = (f"# Digits lab\n\nOn the Kosh store `{out / STORE_NAME}`: every **Fit** is a run recorded there, "
              f"and `digits-tutorial runs --out {out}` lists them.")
-    notebook = {"cells": [cell("markdown", title), cell("code", f"from digits_tutorial.widgets import open_lab\nopen_lab({str(out)!r})")],
-                "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
-                "nbformat": 4, "nbformat_minor": 5}
+    code = f"from digits_tutorial.widgets import open_lab\nopen_lab({str(out)!r})"
+    notebook = {"cells": [cell("markdown", title), cell("code", code)], "nbformat": 4, "nbformat_minor": 5,
+                "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}}}
     fd, tmp = tempfile.mkstemp(prefix=".digits-lab.", dir=folder)
     with os.fdopen(fd, "w") as f: json.dump(notebook, f, indent=1)
     path = folder / "digits-lab.ipynb"

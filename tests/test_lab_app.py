@@ -124,15 +124,14 @@ def test_the_lab_is_served_until_ctrl_c(results, tmp_path):
         processes = family(process)
         assert len(processes) >= 3, [p.cmdline() for p in processes]  # the command, Voila, the page's kernel
         status, err, took = ctrl_c(process)
+        free = port_is_free(port)
+        left = [p for p in processes if p.is_running() and p.status() != "zombie"]
     finally:
         end(process)
+        kill_family(processes[1:])  # Voila and its kernels, if the command left them behind
     print(f"[lab app] address printed after {started:.1f} s, page served after {served:.1f} s, stopped in {took:.1f} s")
     assert (status, err) == (0, STOPPED)
-    assert port_is_free(port)
-    import psutil
-    left = [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    kill_family(left)
-    assert not left, [p.cmdline() for p in left]
+    assert free and not left, f"left behind: {[p.pid for p in left]}"
     notebook = json.loads((results / ".lab" / "digits-lab.ipynb").read_text())
     assert f"open_lab({str(results.resolve())!r})" in notebook["cells"][1]["source"]
 
@@ -235,3 +234,19 @@ def test_without_voila_the_command_says_how_to_get_it(tmp_path):
     assert err == ("digits-tutorial: error: the lab app needs Voila, which the lessons extra installs: "
                            'pip install -e ".[lessons]" in the project\'s folder\n')
     assert not (tmp_path / "nothing").exists()
+
+
+def test_a_kill_stops_it_as_ctrl_c_does(results, tmp_path):
+    "SIGTERM (a `kill`, or a session that ends) stops the server and its kernels too, with the same one line."
+    port = _free_port()
+    process, url = start_lab(results, port, isolated_jupyter(tmp_path))
+    processes = family(process)
+    try:
+        process.terminate()
+        _, err = process.communicate(timeout=STOP_TIMEOUT)
+        left = [p for p in processes if p.is_running() and p.status() != "zombie"]
+    finally:
+        end(process)
+        kill_family(processes[1:])  # Voila and its kernels, if the command left them behind
+    assert (process.returncode, err) == (0, STOPPED) and port_is_free(port)
+    assert not left, f"left behind: {[p.pid for p in left]}"
