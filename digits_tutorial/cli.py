@@ -204,6 +204,9 @@ def main(argv=None) -> int:
     except (ValueError, OSError) as err:
         print(f"digits-tutorial: error: {err}", file=sys.stderr)
         return 1
+    finally:
+        from digits_tutorial.plumbing import write_phases
+        write_phases()  # where its time went, when `digits-tutorial bench` asks (DIGITS_TUTORIAL_PHASES)
     return 0
 
 # %% ../nbs/10_cli.ipynb #f20bce13
