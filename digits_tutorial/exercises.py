@@ -48,6 +48,9 @@ def check_block_counts(answer, bitmap) -> Feedback:
     from digits_tutorial.data import block_counts
     if (f := _unanswered(answer)) is not None: return f
     answer, right = np.asarray(answer), block_counts(np.asarray(bitmap)[None])[0]
+    if answer.size == 16:  # (4, 8, 4, 8): four blocks of eight pixels along each axis
+        return Feedback(False, f"16 counts, up to {answer.max()}: each sums an 8x8 block. Your blocks are too big: "
+                               "reshape to (8, 4, 8, 4), eight blocks of four pixels along each axis, 64 blocks in all.")
     if answer.size != 64:
         return Feedback(False, f"Expected 64 counts (8x8), got {answer.size} values. Each count sums a 4x4 block of the "
                                "32x32 bitmap: `bitmap.reshape(8, 4, 8, 4)` splits each axis into (block, place in block).")
@@ -149,6 +152,7 @@ def check_best_knn(answer, store) -> Feedback:
 
 def check_knn_command(answer) -> Feedback:
     "The command line: the arguments of `digits-tutorial` that run knn with k=7 into lesson-output/cli/exercise, quietly."
+    from pathlib import Path
     from digits_tutorial.cli import make_parser
     if (f := _unanswered(answer)) is not None: return f
     words = shlex.split(answer) if isinstance(answer, str) else list(map(str, answer))
@@ -163,25 +167,52 @@ def check_knn_command(answer) -> Feedback:
     if args.command != "run": problems.append("the command is `run`")
     elif args.model != "knn": problems.append("choose the model with `--model knn`")
     elif dict(args.param) != {"k": 7}: problems.append("set k with `--param k=7`")
-    elif str(args.out).rstrip("/") != "lesson-output/cli/exercise": problems.append("write to `--out lesson-output/cli/exercise`")
+    elif Path(args.out) != Path("lesson-output/cli/exercise"):
+        problems.append("write to `--out lesson-output/cli/exercise`")
     elif not args.quiet: problems.append("`--quiet` keeps it from printing its progress")
     if problems: return Feedback(False, f"Almost: {problems[0]}.")
+    defaults = make_parser().parse_args(["run"])  # every other option must stay as it is: same digits, split and fit
+    extra = [name for name, value in vars(args).items()
+             if name not in ("out", "model", "param", "quiet") and value != getattr(defaults, name)]
+    if extra:
+        said = ", ".join(f"`{_option(name, getattr(args, name))}` ({_CHANGES.get(name, 'another run')})"
+                         for name in extra)
+        return Feedback(False, f"Almost: leave out {said}. The question asks for knn with k=7, all else as it is.")
     return Feedback(True, "Give `main` that list (or type it after `digits-tutorial` in a terminal) and it runs.")
 
 
+_CHANGES = {"replace": "it would replace a store of other digits in that folder, runs and all",
+            "data": "other digits", "test_data": "other test digits", "url": "another archive",
+            "augment": "another fit", "refit": "another fit", "seed": "another split and fit",
+            "train": "another split", "validation": "another split", "test": "another split",
+            "no_stratify": "another split"}
+
+
+def _option(name, value) -> str:
+    "An option of `digits-tutorial run` as typed: `--refit`, `--seed 5`, `--data uci:optdigits.tra`."
+    flag = "--" + name.replace("_", "-")
+    if value is True: return flag
+    return f"{flag} {' '.join(map(str, value)) if isinstance(value, list) else value}"
+
+
 def check_fractions_after_move(answer, state) -> Feedback:
-    "The lab: (train, validation) after moving the test fraction from 70/15/15 to 0.3."
+    "The lab: (train, validation), worked out by hand, after moving the test fraction from 70/15/15 to 0.3."
     if (f := _unanswered(answer)) is not None: return f
+    try: answer = tuple(float(a) for a in answer)
+    except (TypeError, ValueError): return Feedback(False, "Expected two fractions, (train, validation).")
+    rest, (a, b) = 1 - 0.3, (0.7, 0.15)
+    right = (rest * a / (a + b), rest * b / (a + b))  # the rest shared in the proportion the two had
     trial = copy.copy(state)  # the lab's own logic, on a copy: the learner's lab is left as it is
     trial.fractions = (0.7, 0.15, 0.15)
     trial.set_fraction("test", 0.3)
-    right = tuple(trial.fractions[:2])
-    try: answer = tuple(float(a) for a in answer)
-    except TypeError: return Feedback(False, "Expected two fractions, (train, validation).")
-    if len(answer) == 2 and np.allclose(answer, right):
-        return Feedback(True, f"{right}: train and validation share the remaining 0.7 in the proportion they had, 70 to 15.")
-    if len(answer) == 2 and np.allclose(answer, (0.35, 0.35)):
+    shown = tuple(trial.fractions[:2])  # the sliders, to two decimals
+    if len(answer) == 2 and np.allclose(answer, right, rtol=0, atol=0.005):  # exact, or rounded to two decimals or more
+        return Feedback(True, f"({right[0]:.4f}, {right[1]:.4f}): train and validation share the remaining 0.7 in the "
+                              f"proportion they had, 70 to 15. The lab's sliders show them to two decimals, {shown}.")
+    if len(answer) == 2 and np.allclose(answer, (0.35, 0.35), rtol=0, atol=0.005):
         return Feedback(False, "Not half each: the other two keep their proportion (70 to 15) while sharing what is left.")
+    if len(answer) == 2 and np.allclose(answer, [100 * r for r in right], rtol=0, atol=0.5):
+        return Feedback(False, "Those are percentages: give fractions, from 0 to 1.")
     return Feedback(False, "Try it: `state.set_fraction('test', 0.3)` on a state at (0.7, 0.15, 0.15), then read `state.fractions`.")
 
 
@@ -258,7 +289,7 @@ def check_bitmap_ink(answer, rgba) -> Feedback:
 
 # %% ../nbs/exercises.ipynb #e0e0a00a
 MISTAKES = {  # check: (a typical wrong answer, as code run in the lesson, and words its hint says)
-    "check_block_counts": ("answer = bitmaps[0].reshape(4, 8, 4, 8).sum(axis=(1, 3))", "4x4 block"),
+    "check_block_counts": ("answer = bitmaps[0].reshape(4, 8, 4, 8).sum(axis=(1, 3))", "Your blocks are too big"),
     "check_image_name": ("answer = image_name(digits.source[100], digits.line[100], digits.y[100])", "line 101"),
     "check_test_eights": ("answer = int((digits.y == 8).sum())", "only those in the test split"),
     "check_validation_eights": ("answer = len(list(store.find(label=8, ids_only=True)))", "several metadata at once"),

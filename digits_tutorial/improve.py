@@ -42,6 +42,10 @@ class ShiftAugmenter(KoshTransformer):
     "Kosh transformer: digits read by a loader, nine times: `features` and `images` shifted, `labels` repeated to match."
     types = {"numpy": ["numpy"]}
 
+    # Kosh's options (`cache_dir` defaults to Kosh's cache folder), named here so that the docs show no folder of theirs
+    def __init__(self, cache=False, verbose=False, **options):
+        super().__init__(cache=cache, verbose=verbose, **options)
+
     def transform(self, input_, format):
         a = np.asarray(input_)
         if a.ndim == 1: return np.tile(a, 1 + len(SHIFTS))  # the classes, in the order of the moved digits

@@ -22,10 +22,10 @@ from datetime import datetime
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['CHECKED_VERSIONS', 'bulk_supported', 'fast_sha', 'digit_records', 'sina_rows', 'insert_records', 'new_store',
-           'close_store', 'read_records', 'records_of_kind', 'read_record', 'repoint_records', 'file_uris',
+__all__ = ['CHECKED_VERSIONS', 'bulk_supported', 'fast_sha', 'digit_records', 'sina_rows', 'insert_records', 'open_new_store',
+           'new_store', 'close_store', 'read_records', 'records_of_kind', 'read_record', 'repoint_records', 'file_uris',
            'make_public', 'replace_path', 'replace_copy', 'folder_lock', 'store_for_this_thread', 'safe_members',
-           'unpack_all_or_nothing', 'quiet_logger', 'say']
+           'unpack_all_or_nothing', 'quiet_logger', 'say', 'phase', 'add_phase', 'write_phases', 'helper_process']
 
 # %% ../nbs/90_under_the_hood.ipynb #90a0b006
 CHECKED_VERSIONS = {"kosh": ((3, 5), (3, 6)), "llnl-sina": ((1, 16), (2, 0))}  # [low, high) of (major, minor)
@@ -117,11 +117,16 @@ def insert_records(path, records):
         db.close()
 
 # %% ../nbs/90_under_the_hood.ipynb #90a0b00d
-def new_store(path) -> str:
-    "Make an empty Kosh store at `path` with Kosh's bookkeeping records; return the id of the user who made it."
+def open_new_store(path) -> tuple[object, str]:
+    "Make an empty Kosh store at `path` with Kosh's bookkeeping records; return it, open, and the id of the user who made it."
     import kosh
     store = kosh.connect(str(path))
-    user_id = store.__user_id__  # Kosh keeps the user id only here
+    return store, store.__user_id__  # Kosh keeps the user id only here
+
+
+def new_store(path) -> str:
+    "Make an empty Kosh store at `path` with Kosh's bookkeeping records; return the id of the user who made it."
+    store, user_id = open_new_store(path)
     close_store(store)
     return user_id
 
@@ -316,3 +321,58 @@ def quiet_logger(logger: logging.Logger, level="WARNING"):
 def say(message, quiet=False):
     "Print a line of progress on standard error (standard output is for results), unless `quiet`."
     if not quiet: print(message, file=sys.stderr, flush=True)
+
+# %% ../nbs/90_under_the_hood.ipynb #820af183
+_PHASES: dict[str, float] = {}
+
+
+@contextmanager
+def phase(name):
+    "Add the seconds the `with` block takes to phase `name` of this process."
+    start = time.perf_counter()
+    try: yield
+    finally: _PHASES[name] = _PHASES.get(name, 0.0) + time.perf_counter() - start
+
+
+def add_phase(name, seconds):
+    "Add `seconds` to phase `name`, timed elsewhere (in a helper process, say)."
+    _PHASES[name] = _PHASES.get(name, 0.0) + seconds
+
+
+def write_phases(path=None):
+    "Write this process's phases and peak memory (MiB, itself and its children) as JSON to `path` (default: `$DIGITS_TUTORIAL_PHASES`, if set)."
+    import resource
+    path = path or os.environ.get("DIGITS_TUTORIAL_PHASES")
+    if not path: return
+    mib = lambda who: resource.getrusage(who).ru_maxrss / 1024  # kilobytes on Linux
+    Path(path).write_text(json.dumps({"phases": _PHASES, "peak_rss_mib": mib(resource.RUSAGE_SELF),
+                                      "children_peak_rss_mib": mib(resource.RUSAGE_CHILDREN)}))
+
+# %% ../nbs/90_under_the_hood.ipynb #12c2de56
+def _ready(modules) -> float:
+    "Import `modules` (the helper's first task); return the seconds it took."
+    import importlib
+    start = time.perf_counter()
+    for name in modules: importlib.import_module(name)
+    return time.perf_counter() - start
+
+
+@contextmanager
+def helper_process(*modules):
+    "A `multiprocessing` pool of one process forked from this one, importing `modules` at once; None where fork is not available."
+    import multiprocessing
+    if "fork" not in multiprocessing.get_all_start_methods():
+        yield None
+        return
+    import signal
+    pool = multiprocessing.get_context("fork").Pool(1, signal.signal, (signal.SIGINT, signal.SIG_IGN))  # Ctrl-C is the run's
+    pool.imports = pool.apply_async(_ready, (modules,))  # started now: it imports while we work
+    try:
+        yield pool
+    except BaseException:
+        pool.terminate()
+        raise
+    else:
+        pool.close()
+    finally:
+        pool.join()

@@ -24,8 +24,8 @@ from kosh import KoshLoader
 from .data import Digits
 from .evaluate import accuracies, confusion_matrices, matrix_file_name, predict_splits, save_confusion_matrices
 from .split import SPLITS, check_fractions, split_digits, split_with_test_file
-from .plumbing import (folder_lock, make_public, read_records, records_of_kind, replace_copy, replace_path,
-                                      safe_members, say)
+from .plumbing import (add_phase, folder_lock, helper_process, make_public, phase, read_records, records_of_kind,
+                                      replace_copy, replace_path, safe_members, say)
 from .store import (RUNS_NAME, MissingFiles, prepare_store, read_stored_digits, register_loaders,
                                    add_loaders, store_folder, store_info, store_path)
 from .train import DEFAULT_MODEL, MODELS, fit_model, make_model
@@ -153,7 +153,7 @@ def _given_split(split, digits: Digits, fractions, seed, stratify) -> tuple[np.n
 
 def run_model(store, model=DEFAULT_MODEL, params=None, seed=0, fractions=None, stratify=True,
               digits: Digits | None = None, record=True, augment=None, refit=False, cv=None, split=None,
-              sweep=None, latest=True) -> Run:
+              sweep=None, latest=True, helper=None) -> Run:
     "Fit `model` on the train split (`refit`: train and validation), augmented if asked; predict every split; record the run."
     make_model(model, seed=seed, **(params or {}))  # bad settings fail here, before any work
     params = MODELS[model].check(params or {})
@@ -169,13 +169,14 @@ def run_model(store, model=DEFAULT_MODEL, params=None, seed=0, fractions=None, s
                              "give a test fraction above 0 (--test) or a separate test file (--test-data)")
         split = np.where(split == "validation", "train", split)  # the model learns from these digits too
     train = split == "train"
-    start = time.perf_counter()
-    estimator, n_fitted = fit_augmented(model, digits.X[train], digits.y[train], seed, params, augment)
-    fit_seconds = time.perf_counter() - start
-    with_split = digits[:]
-    with_split.split = split
-    predicted = np.empty(len(digits), dtype=np.int64)
-    for s, (_, y_pred) in predict_splits(estimator, with_split).items(): predicted[split == s] = y_pred
+    with phase("fit"):
+        start = time.perf_counter()
+        estimator, n_fitted = fit_augmented(model, digits.X[train], digits.y[train], seed, params, augment)
+        fit_seconds = time.perf_counter() - start
+        with_split = digits[:]
+        with_split.split = split
+        predicted = np.empty(len(digits), dtype=np.int64)
+        for s, (_, y_pred) in predict_splits(estimator, with_split).items(): predicted[split == s] = y_pred
     info = store_info(store_path(store)) or {}
     run = Run(_run_id(model), model, params, int(seed), tuple(float(f) for f in settings["fractions"]),
               bool(settings["stratify"]) if settings["stratify"] is not None else bool(stratify), split_source,
@@ -183,7 +184,7 @@ def run_model(store, model=DEFAULT_MODEL, params=None, seed=0, fractions=None, s
               {"description": info.get("description", digits.description), "fingerprint": info.get("fingerprint", "")},
               _versions(), estimator, augment=augment, refit=bool(refit), n_fitted=n_fitted, cv=dict(cv or {}),
               sources=digits.source.copy(), lines=digits.line.copy(), sweep=sweep)
-    if record: record_run(store, run, latest=latest)
+    if record: record_run(store, run, latest=latest, helper=helper)
     return run
 
 # %% ../nbs/07_runs.ipynb #7a0c1e0f
@@ -317,18 +318,36 @@ def json_text(data) -> str:
     return re.sub(r"\[([-0-9.eE+,\s]*)\]", lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",") if v.strip()) + "]", text)
 
 
-def _write_run_files(run: Run, folder: Path) -> list[tuple[str, str, dict]]:
-    "Write a run's files into `folder`; return (name, mime type, file metadata) of each. A split without digits gets no matrix."
-    shown = {s: m for s, m in run.matrices.items() if run.counts()[s]}
-    files = [(p.name, "confusion-matrix-png", {}) for p in save_confusion_matrices(shown, folder, about=f"{run.title}, run {run.id}")]
+def _timed(function, *args, **kwargs) -> tuple[object, float]:
+    "The result of a call and the seconds it took: how a helper process tells how long its part took."
+    start = time.perf_counter()
+    return function(*args, **kwargs), time.perf_counter() - start
+
+
+def _write_run_files(run: Run, folder: Path, helper=None) -> list[tuple[str, str, dict]]:
+    "Write a run's files into `folder`, the matrices and the model by `helper` (a `helper_process`) if given; (name, mime type, metadata) of each."
+    shown = {s: m for s, m in run.matrices.items() if run.counts()[s]}  # a split without digits gets no matrix
+    about = f"{run.title}, run {run.id}"
+    jobs = {"figures": (save_confusion_matrices, (shown, folder), {"about": about})}
+    if run.estimator is not None: jobs["model"] = (save_model, (run.estimator, folder / MODEL_NAME), {})
+    if helper is not None:  # the helper draws and saves while we write the rest
+        jobs = {name: helper.apply_async(_timed, (f, *args), kwargs) for name, (f, args, kwargs) in jobs.items()}
     (folder / METRICS_NAME).write_text(json_text(run_metrics_json(run)) + "\n")
     with open(folder / SPLIT_NAME, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["kosh_id", "source", "line", "split", "label", "predicted"])
         writer.writerows(zip(run.ids, run.sources, run.lines.tolist(), run.split, run.labels.tolist(), run.predicted.tolist()))
+    done = {}
+    for name, job in jobs.items():
+        if helper is None:
+            with phase(name): done[name] = job[0](*job[1], **job[2])
+        else:
+            with phase("waiting for the helper"): done[name], seconds = job.get()
+            add_phase(f"{name} (helper)", seconds)
+    if helper is not None: add_phase("imports (helper)", helper.imports.get())
+    files = [(p.name, "confusion-matrix-png", {}) for p in done["figures"]]
     files += [(METRICS_NAME, "run-metrics", {}), (SPLIT_NAME, "run-split", {})]
-    if run.estimator is not None:
-        files.append((MODEL_NAME, "skops", {"sha256": save_model(run.estimator, folder / MODEL_NAME)}))
+    if "model" in done: files.append((MODEL_NAME, "skops", {"sha256": done["model"]}))
     return files
 
 
@@ -341,7 +360,7 @@ def show_at_top(store, run: Run):
             else: (top / name).unlink(missing_ok=True)  # no matrix for a split without digits: none left from another run
 
 
-def record_run(store, run: Run, latest=True) -> Path:
+def record_run(store, run: Run, latest=True, helper=None) -> Path:
     "Keep `run` in `store`: its files under `runs/RUN_ID/`, a Kosh dataset (`kind = \"run\"`) with them associated; return the folder."
     top = store_folder(store)
     add_loaders(store)  # so that the store reads the run's files, whenever it was opened
@@ -350,9 +369,9 @@ def record_run(store, run: Run, latest=True) -> Path:
     partial = Path(tempfile.mkdtemp(prefix=f".{run.id}.partial-", dir=runs))
     final = runs / run.id
     try:
-        files = _write_run_files(run, partial)
+        files = _write_run_files(run, partial, helper)
         make_public(partial)  # temporary folders are private; a run's folder should not be
-        with folder_lock(top):  # one process at a time writes to the store
+        with phase("record"), folder_lock(top):  # one process at a time writes to the store
             partial.rename(final)
             dataset = store.create(name=run.id, id=run.id, metadata=run_metadata(run))
             try:
@@ -446,14 +465,17 @@ def run_tutorial(out="results", data="bundled", test_data=None, model=DEFAULT_MO
                  augment=None, refit=False) -> dict:
     "Run the whole tutorial into folder `out` (images, Kosh store, a recorded run with its matrices and `metrics.json`); return the metrics."
     params = dict(params or {})
-    make_model(model, seed=seed, **params)  # bad settings fail here, before anything is read or written
+    with phase("imports"):  # what a run uses, at once: the model's part of scikit-learn, and Kosh with Sina under it
+        make_model(model, seed=seed, **params)  # bad settings fail here, before anything is read or written
+        import sina.datastores.sql
     augment = check_augment(augment)
     _check_refit(refit, fractions, test_data)
-    store, stored, settings = prepare_store(out, data, test_data, fractions, seed, stratify, replace, url, quiet)
-    fitted = "train and validation" if refit else "train"
-    say(f"fitting {MODELS[model].title} on the {fitted} digits read through Kosh{' (shifted, 9x)' if augment else ''}", quiet)
-    run = run_model(store, model, params, seed, fractions=settings["fractions"], stratify=stratify, digits=stored,
-                    augment=augment, refit=refit)
+    with helper_process("matplotlib.pyplot", "sklearn.metrics", "skops.io") as helper:  # draws and saves on the other core
+        store, stored, settings = prepare_store(out, data, test_data, fractions, seed, stratify, replace, url, quiet)
+        fitted = "train and validation" if refit else "train"
+        say(f"fitting {MODELS[model].title} on the {fitted} digits read through Kosh{' (shifted, 9x)' if augment else ''}", quiet)
+        run = run_model(store, model, params, seed, fractions=settings["fractions"], stratify=stratify, digits=stored,
+                        augment=augment, refit=refit, helper=helper)
     say(f"recorded run {run.id} in {run.folder}", quiet)
     return run_metrics_json(run)
 

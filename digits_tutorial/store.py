@@ -18,7 +18,7 @@ from kosh import KoshLoader
 from .data import Digits, block_counts, load_digits, read_bitmaps, read_optdigits
 from .images import counts_to_grey, read_digit_image, read_digit_images, save_digit_images
 from .plumbing import (bulk_supported, close_store, digit_records, fast_sha, file_uris, folder_lock,
-                                      insert_records, new_store, read_record, read_records, replace_path, repoint_records, say)
+                                      insert_records, open_new_store, phase, read_record, read_records, replace_path, repoint_records, say)
 from .split import check_fractions, split_digits, split_with_test_file
 
 # %% auto #0
@@ -203,10 +203,9 @@ def build_store(digits: Digits, folder, replace=False, progress=False, split_set
             paths = save_digit_images(digits, partial_images, progress=progress)
             uris = [str(folder / IMAGES_NAME / p.name) for p in paths]  # where the images will be
             shas = [fast_sha(str(p)) for p in paths]
-            if bulk_supported():  # the same records as `store_digits`, in one transaction
-                user_id = new_store(partial_store)
+            if bulk_supported():  # the same records as `store_digits`, in one transaction, Kosh's connection kept open
+                store, user_id = open_new_store(partial_store)
                 insert_records(partial_store, digit_records([digit_metadata(digits, i) for i in range(len(digits))], uris, user_id, shas))
-                store = kosh.connect(str(partial_store))
             else:
                 store = kosh.connect(str(partial_store))
                 store_digits(store, digits, uris, shas)
@@ -336,9 +335,9 @@ def prepare_store(out="results", data="bundled", test_data=None, fractions=(0.6,
     out = results_folder(out)  # a bad folder or bad fractions stop here, before any data is read
     settings = {"fractions": split_settings(fractions, test_data), "seed": seed, "stratify": stratify}
     say("reading the data", quiet)
-    digits = prepare_digits(data, test_data, fractions, seed, stratify, url, progress=not quiet)
+    with phase("data"): digits = prepare_digits(data, test_data, fractions, seed, stratify, url, progress=not quiet)
     settings["test_sources"] = sorted(set(digits.source[digits.split == "test"])) if test_data is not None else []
-    with folder_lock(results_folder(out, make=True)):  # no other process replaces the store while we read it back
+    with phase("store"), folder_lock(results_folder(out, make=True)):  # no other process replaces the store meanwhile
         info = store_info(out / STORE_NAME) if not replace and (out / STORE_NAME).exists() else None
         if info and info.get("fingerprint") == digits.fingerprint:
             say(f"{out / STORE_NAME} already holds these {len(digits):,} digits: keeping it and its runs", quiet)

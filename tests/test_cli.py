@@ -49,6 +49,8 @@ def test_metrics_json_has_the_contract_keys(default_run):
     assert {"model", "params", "seed", "data", "split", "accuracy", "confusion_matrix"} <= set(metrics)
     assert metrics["model"] == "logistic" and metrics["seed"] == 0 and metrics["params"] == {"C": 1.0}
     assert {"source", "n_samples"} <= set(metrics["data"])
+    from digits_tutorial.data import load_digits
+    assert metrics["data"]["fingerprint"] == load_digits("bundled").fingerprint  # the digits it was fitted on
     for key in ("split", "accuracy", "confusion_matrix"):
         assert set(metrics[key]) == set(SPLITS)
 

@@ -73,15 +73,20 @@ def test_real_bitmaps_drawn_8x_are_read_about_as_well_as_their_own_counts(origin
     own = block_counts(bitmaps)
     drawn = np.array([drawing_to_counts(d) for d in enlarged(bitmaps)])  # 256x256 drawings, one at a time
     assert drawn.shape == (1934, 64) and drawn.dtype == np.uint8 and drawn.max() <= 16
-    accuracy = {name: float((run.estimator.predict(X.astype(np.float64)) == labels).mean())
-                for name, X in (("uci_counts", own), ("drawn_8x", drawn))}
+    right = {name: run.estimator.predict(X.astype(np.float64)) == labels
+             for name, X in (("uci_counts", own), ("drawn_8x", drawn))}
+    accuracy = {name: float(r.mean()) for name, r in right.items()}
     report = root / "test-artifacts" / "draw" / "real-bitmaps.json"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps({"model": run.model, "digits": len(labels), **accuracy}, indent=1))
     print(f"default model on the 1,934 bitmaps of optdigits-orig.tra: UCI's own counts {accuracy['uci_counts']:.1%}, "
           f"drawn 8x and read by drawing_to_counts {accuracy['drawn_8x']:.1%}")
-    assert accuracy["uci_counts"] > 0.9, accuracy
-    assert accuracy["drawn_8x"] >= accuracy["uci_counts"] - 0.04, accuracy  # about as well: within 4 points
+    # the same 1,934 digits, read both ways: how many each way misreads, and how many read right from UCI's counts are
+    # misread drawn. Measured with scikit-learn 1.9.1: 108 and 155 misread, 64 lost (17 the other way round); each bound
+    # is ten digits above, so that a fault costing a few dozen digits (one more row in every block, a weaker model) fails
+    misread = {name: int((~r).sum()) for name, r in right.items()}
+    lost = int((right["uci_counts"] & ~right["drawn_8x"]).sum())
+    assert misread["uci_counts"] <= 118 and misread["drawn_8x"] <= 165 and lost <= 74, (misread, lost)
 
     # where NIST's normalisation was the same as ours (longer side 32 rows, box centred), the counts are UCI's exactly
     rows, cols = bitmaps.any(axis=2), bitmaps.any(axis=1)

@@ -11,6 +11,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from digits_tutorial.exercises import MISTAKES, Feedback
@@ -82,3 +83,67 @@ def test_checks_accept_the_solution_and_reject_a_typical_mistake(notebook, lesso
             assert hint in wrong.message, f"{name}: the hint {hint!r} is not in {wrong.message!r}"
     finally:
         os.chdir(here)
+
+
+# --- checks that must accept every right answer and refuse every wrong one ---------------------------------------
+
+@pytest.fixture(scope="module")
+def lab_state(tmp_path_factory):
+    "The lab's state on a small store: what `check_fractions_after_move` gets in the lab lesson."
+    from digits_tutorial.data import load_digits
+    from digits_tutorial.split import split_digits
+    from digits_tutorial.store import build_store, connect_store
+    from digits_tutorial.widgets import LabState
+    digits = load_digits("bundled")[:200]
+    digits.split = split_digits(digits.y, seed=0)
+    return LabState(connect_store(build_store(digits, tmp_path_factory.mktemp("lab-state"))))
+
+
+@pytest.mark.parametrize("answer", [(0.7 * 70 / 85, 0.7 * 15 / 85), (0.5765, 0.1235), (0.576, 0.124), (0.58, 0.12)])
+def test_fractions_worked_out_by_hand_are_right_exact_or_rounded(lab_state, answer):
+    from digits_tutorial.exercises import check_fractions_after_move
+    before = lab_state.fractions
+    assert check_fractions_after_move(answer, lab_state).ok, answer
+    assert lab_state.fractions == before  # the learner's lab is left as it is
+
+
+@pytest.mark.parametrize("answer, hint", [((0.35, 0.35), "keep their proportion"), ((0.57, 0.13), "Try it"),
+                                          ((0.6, 0.1), "Try it"), ((57.6, 12.4), "percentages"), ((0.58,), "Try it"),
+                                          (0.58, "Expected two fractions")])
+def test_wrong_fractions_are_refused_with_a_hint(lab_state, answer, hint):
+    from digits_tutorial.exercises import check_fractions_after_move
+    feedback = check_fractions_after_move(answer, lab_state)
+    assert not feedback.ok and hint in feedback.message, feedback
+
+
+RIGHT_COMMAND = "run --out lesson-output/cli/exercise --model knn --param k=7 --quiet"
+
+
+@pytest.mark.parametrize("answer", [RIGHT_COMMAND, RIGHT_COMMAND.split(), f"digits-tutorial {RIGHT_COMMAND}",
+                                    "run --quiet --param k=7 --model knn --out ./lesson-output/cli/exercise/"])
+def test_the_knn_command_in_any_order_is_right(answer):
+    from digits_tutorial.exercises import check_knn_command
+    assert check_knn_command(answer).ok, answer
+
+
+@pytest.mark.parametrize("extra, named", [
+    ("--augment shifts --refit --seed 5", ["`--augment shifts` (another fit)", "`--refit`", "`--seed 5`"]),
+    ("--data uci:optdigits.tra --replace", ["`--data uci:optdigits.tra` (other digits)", "`--replace` (it would replace"]),
+    ("--train 0.5 --validation 0.3", ["`--train 0.5` (another split)", "`--validation 0.3`"]),
+    ("--no-stratify", ["`--no-stratify`"]), ("--test-data other.tes", ["`--test-data other.tes`"]),
+])
+def test_a_knn_command_that_fits_otherwise_or_replaces_data_is_refused(extra, named):
+    "The question asks for knn with k=7 and nothing else: another fit, other digits or a replaced store is not that."
+    from digits_tutorial.exercises import check_knn_command
+    feedback = check_knn_command(f"{RIGHT_COMMAND} {extra}")
+    assert not feedback.ok and all(n in feedback.message for n in named), feedback
+
+
+def test_blocks_too_big_get_their_own_hint():
+    from digits_tutorial.data import block_counts
+    from digits_tutorial.exercises import check_block_counts
+    bitmap = (np.random.default_rng(0).random((32, 32)) < 0.4).astype(np.uint8)
+    too_big = bitmap.reshape(4, 8, 4, 8).sum(axis=(1, 3))
+    assert "Your blocks are too big" in check_block_counts(too_big, bitmap).message
+    assert "Expected 64 counts" in check_block_counts(np.zeros(10), bitmap).message
+    assert check_block_counts(block_counts(bitmap[None])[0], bitmap).ok

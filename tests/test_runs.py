@@ -15,7 +15,8 @@ from digits_tutorial.data import load_digits
 from digits_tutorial.runs import (MODEL_NAME, UntrustedModel, load_model, load_run, record_run, run_model, runs_table,
                                   save_model)
 from digits_tutorial.split import SPLITS, split_digits
-from digits_tutorial.store import build_store, connect_store, read_stored_digits
+from digits_tutorial.cli import prepare_digits
+from digits_tutorial.store import build_store, connect_store, read_stored_digits, store_info
 from digits_tutorial.train import FitDidNotConverge, fit_checked
 
 CLI = Path(sys.executable).with_name("digits-tutorial")
@@ -44,6 +45,9 @@ def test_two_command_line_runs_keep_the_digits_and_add_two_runs(two_runs):
     assert len(list((two_runs / "images").glob("*.png"))) == 1797
     runs = list(store.find(kind="run"))
     assert sorted(ds.model for ds in runs) == ["logistic", "svc"]
+    stored_fingerprint = store_info(two_runs / "store.sql")["fingerprint"]
+    bundled_fingerprint = prepare_digits("bundled").fingerprint  # the digits the command stored, read again from the file
+    assert len(stored_fingerprint) == 16
     assert [ds.id for ds in store.find(kind="run", model="svc")] == [ds.id for ds in runs if ds.model == "svc"]
     assert len(list(store.find(label=3, split="test", ids_only=True))) == 37  # digit queries find digits only
     for ds in runs:
@@ -54,7 +58,9 @@ def test_two_command_line_runs_keep_the_digits_and_add_two_runs(two_runs):
         for split in SPLITS:
             assert getattr(ds, f"accuracy_{split}") == metrics["accuracy"][split]
             assert getattr(ds, f"n_{split}") == metrics["split"][split] == sum(map(sum, metrics["confusion_matrix"][split]))
-        assert ds.sklearn_version and ds.digits_tutorial_version and ds.data_fingerprint == metrics["data"]["fingerprint"]
+        assert ds.sklearn_version and ds.digits_tutorial_version
+        # the run names the data it was fitted on: the fingerprint of the store's digits, as the store and the data say
+        assert ds.data_fingerprint == metrics["data"]["fingerprint"] == stored_fingerprint == bundled_fingerprint
     latest = json.loads((two_runs / "metrics.json").read_text())  # the top of the folder shows the latest run
     assert latest["model"] == "svc"
 
@@ -167,6 +173,45 @@ def test_a_run_that_does_not_converge_is_an_error_that_says_what_to_do(recorded)
     digits = read_stored_digits(store)
     with pytest.raises(FitDidNotConverge, match="raw counts did not converge.*scale the features"):
         fit_checked(LogisticRegression(max_iter=5), digits.X, digits.y, what="logistic regression on raw counts")
+
+
+NOT_CONVERGING = {"hidden": 4, "alpha": 1e-05}  # an MLP this small and this free stops at its 1,000 iterations, unconverged
+
+
+def test_a_run_that_does_not_converge_stops_and_records_nothing(recorded):
+    "The runs lesson's claim, through `run_model`: the fit's `ConvergenceWarning` stops the run before anything is written."
+    store, run = recorded
+    with pytest.raises(FitDidNotConverge, match=r"mlp \(hidden=4, alpha=1e-05\) did not converge.*alpha"):
+        run_model(store, "mlp", NOT_CONVERGING)
+    assert [ds.id for ds in store.find(kind="run")] == [run.id]
+    assert [p.name for p in run.folder.parent.iterdir()] == [run.id]  # no folder, not even a partial one
+    assert json.loads((run.folder.parent.parent / "metrics.json").read_text())["run"]["id"] == run.id  # the top still shows it
+
+
+def test_a_command_line_run_that_does_not_converge_is_one_line_and_records_nothing(tmp_path):
+    done = digits_tutorial("run", "--out", str(tmp_path), "--model", "mlp", "--param", "hidden=4", "--param", "alpha=0.00001",
+                           "--quiet")
+    assert done.returncode == 1 and "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("digits-tutorial: error: mlp (hidden=4, alpha=1e-05) did not converge")
+    store = connect_store(tmp_path / "store.sql", read_only=True)  # the digits are stored: the run is what failed
+    assert len(list(store.find(kind="digit", ids_only=True))) == 1797 and not list(store.find(kind="run", ids_only=True))
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "metrics.json").exists() and not list(tmp_path.glob("*.png"))
+
+
+def test_a_run_folder_and_the_latest_files_are_readable_by_others(recorded):
+    "Temporary folders and files are private (0700, 0600): `make_public` gives them what the umask gives a new one."
+    import os
+    store, _ = recorded
+    umask = os.umask(0o022)  # the common umask, so that private (0700) and public (0755) differ
+    try:
+        run = run_model(store, "knn")
+    finally:
+        os.umask(umask)
+    mode = lambda p: oct(p.stat().st_mode & 0o777)
+    assert mode(run.folder) == oct(0o755), "the run's folder is private: make_public did not run on it"
+    assert {mode(p) for p in run.folder.iterdir()} == {oct(0o644)}
+    top = run.folder.parent.parent
+    assert {mode(top / name) for name in ("metrics.json", "Test_Data_confusion_matrix.png")} == {oct(0o644)}
 
 
 def test_other_warnings_pass_through_as_warnings(recorded):

@@ -12,10 +12,12 @@ executed copy. This script does what the site's build does, up to Quarto:
    cells), which is what `nbdev_proc_nbs` gives Quarto;
 3. render each processed notebook to one HTML page named as Quarto would name it (nbdev's `output-file`, e.g.
    `01_data.ipynb` -> `data.html`), links to other notebooks rewritten to their pages as Quarto rewrites them;
-4. open every page in Debian's Chromium (Playwright) and check that it shows what its lesson produces: every figure
-   of the executed notebook as a loaded image, a figure or a table on every lesson page, no traceback and no
-   warning in any output, and every link between pages resolving to a page and, with a `#fragment`, to an element
-   of it; then save a screenshot of each page in `OUTDIR/screenshots/`.
+4. open every page in Debian's Chromium (Playwright) and check that it shows what its notebook produces: the page
+   answers 200 (not a 404), every heading of the notebook is on it, every visible output of the executed notebook is
+   an output on the page and every figure a loaded image among them (pictures in the markdown are checked apart:
+   they load, but they are no output), a figure or a table among the outputs of every numbered lesson, no traceback
+   and no warning in any output, and every link between pages resolving to a page and, with a `#fragment`, to an
+   element of it; then save a screenshot of each page in `OUTDIR/screenshots/`.
 
 Quarto executes nothing here (`_quarto.yml` has no `execute` option): it renders what step 2 made, so the site and
 this preview show the same outputs. The script exits 1 and lists every problem if any check fails.
@@ -79,12 +81,44 @@ def execute(notebook: Path) -> tuple[str, float, str | None]:
     return notebook.name, time.perf_counter() - start, error
 
 
-def output_problems(notebook: Path) -> tuple[list[str], int]:
-    "Tracebacks, errors and warnings in the outputs of an executed notebook, and how many figures it drew."
+def _directives(source: str) -> dict[str, str]:
+    "The nbdev directives of a cell (`#| hide`, `#| echo: false`...), as {name: value}."
+    lines = [line[2:] for line in source.splitlines() if line.startswith("#|")]
+    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+
+
+def shown(cell) -> bool:
+    "True if the page shows the outputs of this code cell: nbdev drops hidden cells, and cells asked not to show them."
+    d = _directives("".join(cell.get("source", "")))
+    return "hide" not in d and d.get("include") != "false" and d.get("output") != "false"
+
+
+def plain(text: str) -> str:
+    "Text without markup, spaces or case, to compare a markdown heading with its HTML."
+    return re.sub(r"[^0-9a-z]+", "", re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text.lower()))
+
+
+def headings(nb) -> list[str]:
+    "The headings of a notebook's markdown cells (outside code blocks), as plain text."
+    found = []
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "markdown": continue
+        fenced = False
+        for line in "".join(cell["source"]).splitlines():
+            if line.lstrip().startswith("```"): fenced = not fenced
+            elif not fenced and re.match(r"^#{1,4} ", line): found.append(plain(line.lstrip("#")))
+    return found
+
+
+def output_problems(notebook: Path) -> tuple[list[str], dict]:
+    """Tracebacks, errors and warnings in the outputs of an executed notebook, and what its page must show: the outputs
+    of its shown cells, the figures among them, its headings."""
     nb = json.loads(notebook.read_text())
-    problems, figures = [], 0
+    problems, figures, outputs = [], 0, 0
     for k, cell in enumerate(nb["cells"]):
+        visible = cell["cell_type"] == "code" and shown(cell)
         for out in cell.get("outputs", []):
+            outputs += visible and out["output_type"] in ("stream", "display_data", "execute_result")
             if out["output_type"] == "error":
                 problems.append(f"{notebook.name} cell {k}: {out['ename']}: {out['evalue']}")
             elif out["output_type"] == "stream" and out["name"] == "stderr":
@@ -93,8 +127,8 @@ def output_problems(notebook: Path) -> tuple[list[str], int]:
                 data = out.get("data", {})
                 text = "".join(data.get("text/plain", "")) + "".join(out.get("text", ""))
                 if WARNING.search(text): problems.append(f"{notebook.name} cell {k}: a warning in the output: {text[:200]!r}")
-                figures += "image/png" in data
-    return problems, figures
+                figures += visible and "image/png" in data
+    return problems, {"figures": figures, "outputs": outputs, "headings": headings(nb)}
 
 
 def process(staging: Path):
@@ -147,8 +181,9 @@ def serve(folder: Path):
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
-def check_pages(out: Path, expected: dict[str, tuple[int, bool]]) -> list[str]:
-    "Open every page in Chromium: figures loaded, a figure or table on lesson pages, no traceback, links that resolve."
+def check_pages(out: Path, expected: dict[str, dict]) -> list[str]:
+    """Open every page in Chromium: found (200), its headings and outputs there, figures loaded, a figure or table
+    among a numbered lesson's outputs, no traceback, links that resolve."""
     from playwright.sync_api import sync_playwright
     problems = []
     shots = out / "screenshots"
@@ -159,13 +194,29 @@ def check_pages(out: Path, expected: dict[str, tuple[int, bool]]) -> list[str]:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1200, "height": 1000})
             page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(base) else route.abort())
-            for name, (figures, lesson) in sorted(expected.items()):
-                page.goto(f"{base}/{name}", wait_until="load")
-                loaded = page.evaluate("() => [...document.querySelectorAll('.jp-OutputArea-output img, .jp-RenderedMarkdown img, "
-                                       ".jp-MarkdownOutput img')].filter(i => i.complete && i.naturalWidth > 0).length")
+            for name, want in sorted(expected.items()):
+                response = page.goto(f"{base}/{name}", wait_until="load")
+                if response is None or response.status != 200:
+                    problems.append(f"{name}: the page answers {response.status if response else 'nothing'}, not 200")
+                    continue
+                def images(selector, loaded=True):  # images on the page, those loaded only if asked
+                    done = ".filter(i => i.complete && i.naturalWidth > 0)" if loaded else ""
+                    return page.evaluate(f"() => [...document.querySelectorAll('{selector}')]{done}.length")
+                figures = images(".jp-OutputArea-output img")  # outputs only: a picture in the text is no output
+                text_pictures = ".jp-RenderedMarkdown img, .jp-MarkdownOutput img"
+                broken = images(text_pictures, loaded=False) - images(text_pictures)
                 tables = page.locator(".jp-OutputArea-output table").count()
-                if loaded < figures: problems.append(f"{name}: {loaded} images loaded, the lesson draws {figures}")
-                if lesson and loaded + tables == 0: problems.append(f"{name}: no figure and no table on the page")
+                outputs_shown = page.evaluate("() => [...document.querySelectorAll('.jp-OutputArea-output')].filter("
+                                              "o => o.innerText.trim() || o.querySelector('img, svg, table')).length")
+                on_page = {plain(h) for h in page.locator("h1, h2, h3, h4").all_inner_texts()}
+                missing = [h for h in want["headings"] if h not in on_page]
+                found = [(missing, f"{len(missing)} headings of the notebook are not on the page, e.g. {missing[:1]}"),
+                         (outputs_shown < want["outputs"],
+                          f"{outputs_shown} outputs on the page, the executed notebook shows {want['outputs']}"),
+                         (figures < want["figures"], f"{figures} figures loaded, the notebook draws {want['figures']}"),
+                         (broken, f"{broken} pictures of the text do not load"),
+                         (want["lesson"] and figures + tables == 0, "no figure and no table among the outputs")]
+                problems += [f"{name}: {said}" for wrong, said in found if wrong]
                 outputs = page.locator(".jp-OutputArea-output").all_inner_texts()
                 bad = [o for o in outputs if "Traceback" in o or WARNING.search(o)]
                 if bad: problems.append(f"{name}: a traceback or a warning in an output: {bad[0][:200]!r}")
@@ -203,9 +254,9 @@ def main(argv=None) -> int:
                 if error: problems.append(f"{name}: {error}")
         expected = {}
         for nb in notebooks:
-            found, figures = output_problems(nb)
+            found, want = output_problems(nb)
             problems += found
-            expected[page_name(nb.name)] = (figures, nb.name[:2].isdigit())  # the numbered lessons must show a result
+            expected[page_name(nb.name)] = {**want, "lesson": nb.name[:2].isdigit()}  # a numbered lesson shows a result
         process(staging)
         import yaml
         order = yaml.safe_load((ROOT / "nbs" / "sidebar.yml").read_text())["website"]["sidebar"]["contents"]
