@@ -15,7 +15,7 @@ from digits_tutorial.data import load_digits
 from digits_tutorial.runs import (MODEL_NAME, UntrustedModel, load_model, load_run, record_run, run_model, runs_table,
                                   save_model)
 from digits_tutorial.split import SPLITS, split_digits
-from digits_tutorial.cli import prepare_digits
+from digits_tutorial.store import prepare_digits
 from digits_tutorial.store import build_store, connect_store, read_stored_digits, store_info
 from digits_tutorial.train import FitDidNotConverge, fit_checked
 
