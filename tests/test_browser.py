@@ -478,11 +478,13 @@ def drive_the_lab(page, url, lesson, shots, stages):
     svc_accuracy = re.search(rf"{shown} ([\d.]+)%", html_text(lab, "Accuracy"))[1]
 
     def matrix_of_the_run():
+        # the lab redraws the cells one by one, and both runs' splits hold the same digits (the same row sums), so a
+        # matrix half redrawn has the right total: wait until its diagonal gives the run's recorded accuracy
         cells = cell_titles(matrix)
-        return len(cells) == 100 and cells != before and sum(n for n, _ in cells.values()) == size and cells
-    cells = wait_until(matrix_of_the_run, UI_TIMEOUT / 1000, "the matrix did not switch to the SVC run")
-    right = sum(n for (i, j), (n, _) in cells.items() if i == j)
-    assert f"{right / size:.1%}" == f"{svc_accuracy}%", (right, size, svc_accuracy)  # the matrix is the run's, as recorded
+        right = sum(n for (i, j), (n, _) in cells.items() if i == j)
+        return (len(cells) == 100 and cells != before and sum(n for n, _ in cells.values()) == size
+                and f"{right / size:.1%}" == f"{svc_accuracy}%" and cells)  # the matrix is the run's, as recorded
+    wait_until(matrix_of_the_run, UI_TIMEOUT / 1000, f"the matrix did not become the SVC run's ({svc_accuracy}% right)")
     assert runs_list.locator("option").count() == n_runs + 1  # nothing was fitted
     expect(lab.get_by_text("Results are out of date")).to_have_count(0)
     shots("earlier-run-svc", lab)
