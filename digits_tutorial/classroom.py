@@ -28,10 +28,10 @@ from .store import (DIGIT_KIND, FOLDER_ATTRIBUTE, IMAGES_NAME, INFO_ID, STORE_NA
                                    connect_store, digit_metadata, results_folder, store_digits, store_info, store_name)
 
 # %% auto #0
-__all__ = ['STORE_VARIABLE', 'DRIVERS', 'URL_FORM', 'READ_COMMITTED', 'LocalMariaDB', 'masked_url', 'check_store_url',
-           'class_store_url', 'read_committed', 'server_error', 'connect_server_store', 'server_store_info',
-           'server_lock', 'check_class_store', 'write_class_digits', 'class_store', 'check_class_made', 'class_board',
-           'board_text', 'open_store']
+__all__ = ['MARIADB_VARIABLE', 'STORE_VARIABLE', 'DRIVERS', 'URL_FORM', 'READ_COMMITTED', 'LocalMariaDB', 'masked_url',
+           'check_store_url', 'class_store_url', 'read_committed', 'server_error', 'connect_server_store',
+           'server_store_info', 'server_lock', 'check_class_store', 'write_class_digits', 'class_store',
+           'check_class_made', 'class_board', 'board_text', 'open_store']
 
 # %% ../nbs/14_class.ipynb #c1a55e05
 def _free_port() -> int:
@@ -40,8 +40,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+MARIADB_VARIABLE = "DIGITS_TUTORIAL_MARIADB"  # a folder with MariaDB's programs, if they are not on PATH or where Debian puts them
+
+
 def _program(name) -> str | None:
-    "The path of MariaDB's program `name`: on PATH, or where Debian puts it (/usr/sbin is not on every user's PATH)."
+    "The path of MariaDB's program `name`: in $DIGITS_TUTORIAL_MARIADB if set, else on PATH or where Debian puts it (/usr/sbin)."
+    if os.environ.get(MARIADB_VARIABLE):
+        return next((str(p) for p in [Path(os.environ[MARIADB_VARIABLE]) / name] if p.is_file()), None)
     return shutil.which(name) or next((str(p) for p in (Path("/usr/sbin") / name, Path("/usr/bin") / name) if p.is_file()), None)
 
 
@@ -63,7 +68,7 @@ class LocalMariaDB:
 
     @staticmethod
     def available() -> bool:
-        "True when MariaDB's server and `mariadb-install-db` are on this machine (Debian: `apt-get install mariadb-server`)."
+        "True when MariaDB's server and `mariadb-install-db` are on this machine (Debian: `apt-get install mariadb-server`), or in $DIGITS_TUTORIAL_MARIADB."
         return _program("mariadbd") is not None and _program("mariadb-install-db") is not None
 
     def url(self, database=None) -> str:
