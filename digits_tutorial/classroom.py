@@ -40,14 +40,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-MARIADB_VARIABLE = "DIGITS_TUTORIAL_MARIADB"  # a folder with MariaDB's programs, if they are not on PATH or where Debian puts them
+MARIADB_VARIABLE = "DIGITS_TUTORIAL_MARIADB"  # a folder with MariaDB's programs, if not on PATH or where Debian puts them
 
 
 def _program(name) -> str | None:
-    "The path of MariaDB's program `name`: in $DIGITS_TUTORIAL_MARIADB if set, else on PATH or where Debian puts it (/usr/sbin)."
-    if os.environ.get(MARIADB_VARIABLE):
-        return next((str(p) for p in [Path(os.environ[MARIADB_VARIABLE]) / name] if p.is_file()), None)
-    return shutil.which(name) or next((str(p) for p in (Path("/usr/sbin") / name, Path("/usr/bin") / name) if p.is_file()), None)
+    "The path of MariaDB's program `name`: in $DIGITS_TUTORIAL_MARIADB if set, else on PATH or where Debian puts it."
+    if os.environ.get(MARIADB_VARIABLE): places = [Path(os.environ[MARIADB_VARIABLE]) / name]
+    else: places = [Path(p) for p in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}") if p]
+    return next((str(p) for p in places if p.is_file()), None)
 
 
 def _stop_with_parent():
@@ -60,7 +60,7 @@ def _stop_with_parent():
 
 
 class LocalMariaDB:
-    "A MariaDB server of one's own, to try a class store on one machine: a fresh data folder, `mariadbd` on a free port of 127.0.0.1, a database and a user with a password."
+    "A MariaDB server of one's own: a fresh data folder, `mariadbd` on a free port of 127.0.0.1, a database, a user, a password."
 
     def __init__(self, database="digits_class", user="teacher"):
         self.database, self.user, self.password = database, user, secrets.token_urlsafe(16)
@@ -68,7 +68,7 @@ class LocalMariaDB:
 
     @staticmethod
     def available() -> bool:
-        "True when MariaDB's server and `mariadb-install-db` are on this machine (Debian: `apt-get install mariadb-server`), or in $DIGITS_TUTORIAL_MARIADB."
+        "True when MariaDB's `mariadbd` and `mariadb-install-db` are at hand (Debian: `apt-get install mariadb-server`)."
         return _program("mariadbd") is not None and _program("mariadb-install-db") is not None
 
     def url(self, database=None) -> str:
@@ -80,7 +80,8 @@ class LocalMariaDB:
     def start(self, timeout=120) -> LocalMariaDB:
         "Make the data folder, start the server, make the database and the user; return the server."
         if not self.available():
-            raise FileNotFoundError("mariadbd: MariaDB's server is not on this machine; install it (Debian: apt-get install mariadb-server)")
+            raise FileNotFoundError("mariadbd: MariaDB's server is not on this machine; install it "
+                                    "(Debian: apt-get install mariadb-server)")
         self.folder = Path(tempfile.mkdtemp(prefix="mariadb-"))  # short: the path of a socket must fit in 107 bytes
         data, me = self.folder / "data", getpass.getuser()
         made = subprocess.run([_program("mariadb-install-db"), "--no-defaults", f"--datadir={data}", f"--user={me}",
@@ -161,7 +162,8 @@ def masked_url(url) -> str:
     "`url` as it may be shown: its password written `***`, and without the connection options the project adds."
     parsed = _parsed(url)
     if parsed is None: return "(not a database address)"
-    return parsed.set(query={k: v for k, v in parsed.query.items() if k != "init_command"}).render_as_string(hide_password=True)
+    shown = parsed.set(query={k: v for k, v in parsed.query.items() if k != "init_command"})
+    return shown.render_as_string(hide_password=True)
 
 
 def check_store_url(url) -> str:
@@ -234,7 +236,7 @@ def connect_server_store(url, folder=None, read_only=False):
 
 
 def server_store_info(store) -> dict | None:
-    "What the class store `store` holds, as `store_info` says of a file, read with Kosh's `find_ensembles`; None before the first run."
+    "What the class store `store` holds, as `store_info` says of a file, read with Kosh's `find_ensembles`; None at first."
     found = list(store.find_ensembles(id_pool=[INFO_ID]))
     return {k: v for k, v in found[0].list_attributes(dictionary=True).items() if k != "id"} if found else None
 
@@ -243,7 +245,7 @@ _HELD = {}  # (address, lock name, thread) -> [connection, depth]: the server lo
 
 
 def _lock_name(url, name) -> str:
-    return f"digits-tutorial/{_parsed(url).database}/{name}"[:64]  # MariaDB's names of locks are server-wide, 64 characters at most
+    return f"digits-tutorial/{_parsed(url).database}/{name}"[:64]  # a lock's name: server-wide, 64 characters at most
 
 
 def _connect(url):
@@ -259,7 +261,7 @@ def _connect(url):
 
 @contextmanager
 def server_lock(url, name="store", timeout=600):
-    "Hold MariaDB's lock `name` of the database at `url` (`GET_LOCK`) inside the `with`: processes anywhere take turns; re-entrant."
+    "Hold MariaDB's lock `name` of the database at `url` (`GET_LOCK`) inside the `with`: processes anywhere take turns."
     import sqlalchemy
     key = (str(url), name, threading.get_ident())
     if key in _HELD:  # this thread holds it already
@@ -296,7 +298,7 @@ def check_class_store(store, replace=False) -> str:
 
 
 def _remove_cut_short(store):
-    "Remove the digits of a first write cut short (its datasets in, but not yet what the store holds), with Sina's public calls."
+    "Remove the digits of a first write cut short (its datasets in, not yet what the store holds), with Sina's public calls."
     ids = list(store.find(kind=DIGIT_KIND, ids_only=True))
     if not ids: return
     files = [f["kosh_id"] for r in read_records(store, ids) for f in r["files"].values() if "kosh_id" in f]
@@ -304,7 +306,7 @@ def _remove_cut_short(store):
 
 
 def write_class_digits(store, digits: Digits, folder, split_settings=None, progress=False):
-    "Write split `digits` into the class store `store`, which holds none yet: PNGs in `folder/images`, every dataset in one transaction."
+    "Write split `digits` into the class store `store`, which holds none: PNGs in `folder/images`, datasets in one transaction."
     if digits.split is None: raise ValueError("the digits have no splits yet; set `digits.split` (see `split_digits`) first")
     folder = results_folder(folder, make=True)
     partial = Path(tempfile.mkdtemp(prefix=".images.partial-", dir=folder))
@@ -325,7 +327,7 @@ def write_class_digits(store, digits: Digits, folder, split_settings=None, progr
 
 
 def class_store(url, digits: Digits, out, settings=None, quiet=False):
-    "The class store at `url`, holding `digits`: the first learner's run writes them, the others wait, then find them; files in `out`."
+    "The class store at `url`, holding `digits`: the first learner's run writes them, the others wait, then find them."
     with server_lock(url):
         store = connect_store(url, folder=out)
         info = store_info(store)
@@ -350,7 +352,7 @@ def check_class_made(store):
 
 # %% ../nbs/14_class.ipynb #c1a55e2d
 def _score(row) -> tuple[float, str] | None:
-    "What the board ranks a run by: its validation accuracy, else its cross-validation mean, else nothing; never its test accuracy."
+    "What the board ranks a run by: its validation accuracy, else its cross-validation mean, else nothing; never test."
     for key, by in (("accuracy_validation", "validation"), ("cv_mean", "cross-validation")):
         value = row.get(key)
         if value is not None and not math.isnan(value): return float(value), by
@@ -358,7 +360,7 @@ def _score(row) -> tuple[float, str] | None:
 
 
 def class_board(rows) -> list[dict]:
-    "Each learner's best run of `rows` (`run_rows`), best first, by validation accuracy (or CV mean without a validation split), never by test."
+    "Each learner's best run of `rows` (`run_rows`), best first: by validation accuracy (else CV mean), never by test."
     best, counts = {}, {}
     for row in rows:  # oldest first: of two equal runs, the earlier one stays
         learner = row.get("learner") or "(not recorded)"
@@ -379,10 +381,11 @@ def board_text(board, where="the class store") -> str:
     "The class board as text: rank, learner, score and what it is, model and setting, split, runs."
     lines = [f"{len(board)} learner{'s' if len(board) != 1 else ''} in {where}, each one's best run by validation accuracy "
              "(cross-validation where a run has no validation split), never by test",
-             f"{'rank':>4}  {'learner':<16} {'score':>7} {'by':<16} {'model':<14} {'setting':<28} {'fractions':<14} {'seed':>4} {'runs':>4}"]
+             f"{'rank':>4}  {'learner':<16} {'score':>7} {'by':<16} {'model':<14} {'setting':<28} {'fractions':<14} "
+             f"{'seed':>4} {'runs':>4}"]
     for b in board:
         if b["rank"] is None:
-            lines.append(f"{'–':>4}  {b['learner']:<16} {'–':>7} {'(no validation or CV figure)':<16} {'':<14} {'':<28} {'':<14} {'':>4} {b['runs']:>4}")
+            lines.append(f"{'–':>4}  {b['learner']:<16} {'–':>7} {'no validation or CV figure':<74} {b['runs']:>10}")
             continue
         setting = b["setting"] + (f" +{b['augment']}" if b["augment"] else "") + (" refit" if b["refit"] else "")
         lines.append(f"{b['rank']:>4}  {b['learner']:<16} {b['score']:7.2%} {b['scored_by']:<16} {b['model']:<14} "
@@ -391,7 +394,7 @@ def board_text(board, where="the class store") -> str:
 
 # %% ../nbs/14_class.ipynb #c1a55e37
 def open_store(out="results", store=None):
-    "The store a lab or a script should open: the class store at `store` (or DIGITS_TUTORIAL_STORE), files in `out`; else the store in `out`."
+    "The store a lab or a script opens: the class store at `store` (or DIGITS_TUTORIAL_STORE), its files in `out`; else `out`'s."
     url = class_store_url(store)
     if url is not None: return check_class_made(connect_store(url, folder=out))
     path = Path(out) / STORE_NAME
