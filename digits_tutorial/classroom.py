@@ -29,8 +29,8 @@ from .store import (DIGIT_KIND, FOLDER_ATTRIBUTE, IMAGES_NAME, INFO_ID, STORE_NA
 
 # %% auto #0
 __all__ = ['MARIADB_VARIABLE', 'STORE_VARIABLE', 'DRIVERS', 'URL_FORM', 'READ_COMMITTED', 'LocalMariaDB', 'masked_url',
-           'check_store_url', 'class_store_url', 'read_committed', 'server_error', 'connect_server_store',
-           'server_store_info', 'server_lock', 'check_class_store', 'write_class_digits', 'class_store',
+           'check_store_url', 'class_store_url', 'server_lock', 'read_committed', 'server_error',
+           'connect_server_store', 'server_store_info', 'check_class_store', 'write_class_digits', 'class_store',
            'check_class_made', 'class_board', 'board_text', 'open_store']
 
 # %% ../nbs/14_class.ipynb #c1a55e05
@@ -184,62 +184,6 @@ def class_store_url(store=None) -> str | None:
     url = store or os.environ.get(STORE_VARIABLE) or None
     return None if url is None else check_store_url(url)
 
-# %% ../nbs/14_class.ipynb #c1a55e12
-READ_COMMITTED = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"
-
-
-def read_committed(url) -> str:
-    "`url` with the option that makes each of its connections READ COMMITTED: every query sees what others committed before it."
-    return _parsed(url).update_query_dict({"init_command": READ_COMMITTED}).render_as_string(hide_password=False)
-
-
-def _database_errors() -> tuple:
-    import pymysql
-    from sqlalchemy.exc import DBAPIError
-    return DBAPIError, pymysql.err.MySQLError
-
-
-def server_error(url, err) -> OSError:
-    "The error `err` of the server at `url` as one line that names its host and port (never the password) and says what to do."
-    parsed = _parsed(url)
-    where, user, database = f"{parsed.host}:{parsed.port or 3306}", parsed.username, parsed.database
-    said = getattr(err, "orig", err).args
-    code, said = (said[0], str(said[1])) if len(said) > 1 and isinstance(said[0], int) else (None, type(err).__name__)
-    if code == 1045:
-        return PermissionError(f"{where}: the MariaDB server refused user {user!r}: a wrong password, or no such user for "
-                               f"this host; check the address in --store or ${STORE_VARIABLE}")
-    if code in (2002, 2003, 2005, 2006, 2013):
-        return ConnectionError(f"{where}: no MariaDB server answers there ({said}); check the host and port of the class "
-                               "store's address, or ask the teacher whether the server runs")
-    if code == 1049:
-        return FileNotFoundError(f"{where}: the server has no database {database!r}; the teacher makes it: "
-                                 f"CREATE DATABASE {database} CHARACTER SET latin1")
-    if code in (1044, 1142):
-        return PermissionError(f"{where}: user {user!r} may not use database {database!r} ({said}); the teacher grants it: "
-                               f"GRANT ALL ON {database}.* TO '{user}'@'%'")
-    if code == 1071:
-        return OSError(f"{where}: Sina's tables do not fit in the character set of database {database!r} ({said}); the teacher "
-                       f"makes it again with CHARACTER SET latin1")
-    return OSError(f"{where}: the MariaDB server said: {said}")
-
-
-def connect_server_store(url, folder=None, read_only=False):
-    "Open the Kosh store on the database server at `url`, every connection READ COMMITTED, this learner's files in `folder`."
-    import kosh
-    check_store_url(url)
-    try:
-        store = kosh.connect(read_committed(url), read_only=read_only)
-    except _database_errors() as err:
-        raise server_error(url, err) from None
-    setattr(store, FOLDER_ATTRIBUTE, None if folder is None else str(results_folder(folder)))  # see `store_folder`
-    return store
-
-
-def server_store_info(store) -> dict | None:
-    "What the class store `store` holds, as `store_info` says of a file, read with Kosh's `find_ensembles`; None at first."
-    found = list(store.find_ensembles(id_pool=[INFO_ID]))
-    return {k: v for k, v in found[0].list_attributes(dictionary=True).items() if k != "id"} if found else None
-
 # %% ../nbs/14_class.ipynb #c1a55e1a
 _HELD = {}  # (address, lock name, thread) -> [connection, depth]: the server locks this process holds
 
@@ -284,6 +228,63 @@ def server_lock(url, name="store", timeout=600):
     finally:
         connection.close()
         engine.dispose()
+
+# %% ../nbs/14_class.ipynb #c1a55e12
+READ_COMMITTED = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"
+
+
+def read_committed(url) -> str:
+    "`url` with the option that makes each of its connections READ COMMITTED: every query sees what others committed before it."
+    return _parsed(url).update_query_dict({"init_command": READ_COMMITTED}).render_as_string(hide_password=False)
+
+
+def _database_errors() -> tuple:
+    import pymysql
+    from sqlalchemy.exc import DBAPIError
+    return DBAPIError, pymysql.err.MySQLError
+
+
+def server_error(url, err) -> OSError:
+    "The error `err` of the server at `url` as one line that names its host and port (never the password) and says what to do."
+    parsed = _parsed(url)
+    where, user, database = f"{parsed.host}:{parsed.port or 3306}", parsed.username, parsed.database
+    said = getattr(err, "orig", err).args
+    code, said = (said[0], str(said[1])) if len(said) > 1 and isinstance(said[0], int) else (None, type(err).__name__)
+    if code == 1045:
+        return PermissionError(f"{where}: the MariaDB server refused user {user!r}: a wrong password, or no such user for "
+                               f"this host; check the address in --store or ${STORE_VARIABLE}")
+    if code in (2002, 2003, 2005, 2006, 2013):
+        return ConnectionError(f"{where}: no MariaDB server answers there ({said}); check the host and port of the class "
+                               "store's address, or ask the teacher whether the server runs")
+    if code == 1049:
+        return FileNotFoundError(f"{where}: the server has no database {database!r}; the teacher makes it: "
+                                 f"CREATE DATABASE {database} CHARACTER SET latin1")
+    if code in (1044, 1142):
+        return PermissionError(f"{where}: user {user!r} may not use database {database!r} ({said}); the teacher grants it: "
+                               f"GRANT ALL ON {database}.* TO '{user}'@'%'")
+    if code == 1071:
+        return OSError(f"{where}: Sina's tables do not fit in the character set of database {database!r} ({said}); the teacher "
+                       f"makes it again with CHARACTER SET latin1")
+    return OSError(f"{where}: the MariaDB server said: {said}")
+
+
+def connect_server_store(url, folder=None, read_only=False):
+    "Open the Kosh store on the database server at `url`, every connection READ COMMITTED, this learner's files in `folder`."
+    import kosh
+    check_store_url(url)
+    try:
+        with server_lock(url):  # the first connection to an empty database makes Sina's tables: one process at a time
+            store = kosh.connect(read_committed(url), read_only=read_only)
+    except _database_errors() as err:
+        raise server_error(url, err) from None
+    setattr(store, FOLDER_ATTRIBUTE, None if folder is None else str(results_folder(folder)))  # see `store_folder`
+    return store
+
+
+def server_store_info(store) -> dict | None:
+    "What the class store `store` holds, as `store_info` says of a file, read with Kosh's `find_ensembles`; None at first."
+    found = list(store.find_ensembles(id_pool=[INFO_ID]))
+    return {k: v for k, v in found[0].list_attributes(dictionary=True).items() if k != "id"} if found else None
 
 # %% ../nbs/14_class.ipynb #c1a55e1d
 def check_class_store(store, replace=False) -> str:
