@@ -24,9 +24,9 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['CHECKED_VERSIONS', 'bulk_supported', 'fast_sha', 'digit_records', 'sina_rows', 'insert_records', 'open_new_store',
            'new_store', 'close_store', 'insert_server_records', 'store_user_id', 'read_records', 'records_of_kind',
-           'read_record', 'repoint_records', 'file_uris', 'make_public', 'replace_path', 'replace_copy', 'folder_lock',
-           'store_for_this_thread', 'safe_members', 'unpack_all_or_nothing', 'quiet_logger', 'say', 'phase',
-           'add_phase', 'write_phases', 'helper_process']
+           'read_record', 'repoint_records', 'file_uris', 'make_public', 'replace_path', 'uninterrupted',
+           'replace_copy', 'folder_lock', 'store_for_this_thread', 'safe_members', 'unpack_all_or_nothing',
+           'quiet_logger', 'say', 'phase', 'add_phase', 'write_phases', 'helper_process']
 
 # %% ../nbs/90_under_the_hood.ipynb #90a0b006
 CHECKED_VERSIONS = {"kosh": ((3, 5), (3, 6)), "llnl-sina": ((1, 16), (2, 0))}  # [low, high) of (major, minor)
@@ -258,6 +258,21 @@ def replace_path(new, target):
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(new, target)
+
+
+@contextmanager
+def uninterrupted():
+    "Hold Ctrl-C (SIGINT) back until the `with` block is done, so that what it writes, in several steps, is written whole."
+    import signal, threading
+    if threading.current_thread() is not threading.main_thread():  # Python handles signals in the main thread only
+        yield
+        return
+    held = []
+    before = signal.signal(signal.SIGINT, lambda number, frame: held.append(frame))  # note it, and go on
+    try: yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+        if held and callable(before): before(signal.SIGINT, held[0])  # the Ctrl-C held back takes effect now
 
 
 def replace_copy(source, target):

@@ -25,7 +25,7 @@ from .data import Digits
 from .evaluate import accuracies, confusion_matrices, matrix_file_name, predict_splits, save_confusion_matrices
 from .split import SPLITS, check_fractions, split_digits, split_with_test_file
 from .plumbing import (add_phase, folder_lock, helper_process, make_public, phase, read_records, records_of_kind,
-                                      replace_copy, replace_path, safe_members, say)
+                                      replace_copy, replace_path, safe_members, say, uninterrupted)
 from .store import (RUNS_NAME, MissingFiles, prepare_store, read_stored_digits, register_loaders,
                                    add_loaders, store_folder, store_info, store_name)
 from .train import DEFAULT_MODEL, MODELS, fit_model, make_model
@@ -388,11 +388,11 @@ def record_run(store, run: Run, latest=True, helper=None) -> Path:
     runs = top / RUNS_NAME
     runs.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{run.id}.partial-", dir=runs))
-    final = runs / run.id
+    final, recorded = runs / run.id, False
     try:
         files = _write_run_files(run, partial, helper)
         make_public(partial)  # temporary folders are private; a run's folder should not be
-        with phase("record"), folder_lock(top):  # one process at a time writes to the store
+        with phase("record"), folder_lock(top), uninterrupted():  # one process at a time; Ctrl-C waits for the record
             partial.rename(final)
             dataset = store.create(name=run.id, id=run.id, metadata=run_metadata(run))
             try:
@@ -401,12 +401,13 @@ def record_run(store, run: Run, latest=True, helper=None) -> Path:
             except BaseException:
                 store.delete(dataset)
                 raise
-            run.folder = final
+            run.folder, recorded = final, True
             if latest: show_at_top(store, run)  # the latest run, under the original tutorial's names
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        shutil.rmtree(final, ignore_errors=True)
-        run.folder = None
+    except BaseException:  # a failure undoes the run; a Ctrl-C held back until it was recorded leaves it whole
+        if not recorded:
+            shutil.rmtree(partial, ignore_errors=True)
+            shutil.rmtree(final, ignore_errors=True)
+            run.folder = None
         raise
     return final
 
@@ -661,7 +662,7 @@ def import_run(store, archive) -> Run:
         data["imported_from"] = {"value": f"{manifest['exported_from']} ({Path(archive).name}, exported {manifest['exported_when']})"}
         if data["split_source"]["value"] == "store" and any(r["split"] != names[i][2] for r, i in zip(rows, ids)):
             data["split_source"] = {"value": "drawn"}  # the store it came from was split otherwise than this one
-        with folder_lock(top):
+        with folder_lock(top), uninterrupted():
             partial.rename(final)
             store.import_dataset(record, match_attributes=["name"])
     except BaseException:

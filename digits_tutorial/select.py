@@ -15,7 +15,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .data import Digits
 from .improve import check_augment
-from .plumbing import say
+from .plumbing import say, uninterrupted
 from .runs import check_learner, choose_split, default_learner, fit_augmented, load_run, run_model, run_rows, show_at_top
 from .store import prepare_store, read_stored_digits, store_info, store_lock, store_name
 from .train import DEFAULT_MODEL, MODELS, make_model

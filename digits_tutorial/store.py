@@ -18,7 +18,8 @@ from kosh import KoshLoader
 from .data import Digits, block_counts, load_digits, read_bitmaps, read_optdigits
 from .images import counts_to_grey, read_digit_image, read_digit_images, save_digit_images
 from .plumbing import (bulk_supported, close_store, digit_records, fast_sha, file_uris, folder_lock,
-                                      insert_records, open_new_store, phase, read_record, read_records, replace_path, repoint_records, say)
+                                      insert_records, open_new_store, phase, read_record, read_records, replace_path,
+                                      repoint_records, say, uninterrupted)
 from .split import check_fractions, split_digits, split_with_test_file
 
 # %% auto #0
