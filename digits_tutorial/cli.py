@@ -39,10 +39,18 @@ def _out_option(command, help="folder of the results (default: results)"):
     command.add_argument("--out", type=Path, default=Path("results"), help=help)
 
 
+def _store_option(command):
+    command.add_argument("--store", metavar="URL", help="a class store on a MariaDB server, mysql+pymysql://USER:PASSWORD@HOST:PORT/"
+                         "DATABASE (default: $DIGITS_TUTORIAL_STORE if set, which keeps the password off the command line; "
+                         "else the store in --out)")
+
+
 def _common_options(command):
     "The options `run` and `sweep` share: the digits, their split, where the results go, the model and the augmentation."
     from digits_tutorial.train import DEFAULT_MODEL, MODELS
     _out_option(command, "folder to write to (default: results)")
+    _store_option(command)
+    command.add_argument("--learner", metavar="NAME", help="who makes the runs, as the class board shows it (default: your login name)")
     command.add_argument("--data", nargs="+", default=["bundled"], metavar="DATA", help="bundled (default), uci, auto, uci:MEMBER, or paths of UCI files")
     command.add_argument("--test-data", nargs="+", metavar="PATH", help="a separate test file; the fractions then divide only --data")
     command.add_argument("--train", type=float, default=0.6, help="train fraction (default 0.6)")
@@ -76,23 +84,29 @@ def make_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--cv", type=int, default=5, metavar="K", help="folds of the cross-validation (default 5)")
     sweep.add_argument("--scheduler", metavar="ADDRESS",
                        help="cross-validate on the Dask cluster of this scheduler, e.g. tcp://127.0.0.1:8786")
-    runs = commands.add_parser("runs", help="list the runs recorded in a folder", description="List the runs recorded in a folder's Kosh store.")
+    runs = commands.add_parser("runs", help="list the runs recorded in a folder or a class store",
+                               description="List the runs recorded in a folder's Kosh store, or in a class store (--store).")
     _out_option(runs)
+    _store_option(runs)
+    runs.add_argument("--board", action="store_true", help="each learner's best run, by validation (or cross-validation) accuracy")
     runs.add_argument("--json", action="store_true", help="print a JSON list (with each run's folder and model file) instead of a table")
     export = commands.add_parser("export", help="write one run into an archive to send",
                                  description="Write a run, its files, its model and the fingerprint of its data into one zip archive.")
     export.add_argument("run_id", metavar="RUN_ID", help="the run, as `digits-tutorial runs` lists it")
     _out_option(export)
+    _store_option(export)
     export.add_argument("--to", type=Path, metavar="FILE", help="the archive to write (default: RUN_ID.zip in --out)")
     imported = commands.add_parser("import", help="add a run from an archive to a folder's store",
                                    description="Add the run of an archive made by `export` to the store in --out, after checking "
                                                "its files, its model and that it was made on the same digits.")
     imported.add_argument("archive", type=Path, metavar="FILE", help="the archive, made by `digits-tutorial export`")
     _out_option(imported)
+    _store_option(imported)
     rerun = commands.add_parser("rerun", help="fit a run again from its record and compare",
                                 description="Fit a run again from its record alone; exit 0 if every prediction is the same, 1 if not.")
     rerun.add_argument("run_id", metavar="RUN_ID", help="the run, as `digits-tutorial runs` lists it")
     _out_option(rerun)
+    _store_option(rerun)
     bench = commands.add_parser("bench", help="measure the main job and the Kosh store, against a yardstick",
                                 description="Measure the main job (as processes, phase by phase), the obvious code, and the Kosh "
                                             "store's ingest, loading and queries, each judged as a ratio to a baseline measured beside it.")
@@ -119,57 +133,86 @@ def _accuracies(accuracy) -> str:
     return " ".join(f"{s} {a:.2%}" for s, a in accuracy.items() if a is not None)
 
 
+def _class_store(args) -> str | None:
+    "The class store's URL: --store, else $DIGITS_TUTORIAL_STORE, else None; checked."
+    from digits_tutorial.classroom import class_store_url
+    return class_store_url(args.store)
+
+
+def _where(args, store) -> str:
+    from digits_tutorial.classroom import masked_url
+    return f"results in {args.out}" + (f", the run in the class store {masked_url(store)}" if store else "")
+
+
 def _run(args):
     from digits_tutorial.runs import run_tutorial
     data, test_data, fractions = _data_arguments(args)
+    store = _class_store(args)
     metrics = run_tutorial(args.out, data, test_data, args.model, dict(args.param), fractions, args.seed,
-                           not args.no_stratify, args.replace, args.url, args.quiet, args.augment, args.refit)
+                           not args.no_stratify, args.replace, args.url, args.quiet, args.augment, args.refit, store, args.learner)
     how = [f"train digits shifted, {metrics['n_fitted']:,} examples" if metrics["augment"] else "",
            "refitted on train and validation" if metrics["refit"] else ""]
     how = f" ({'; '.join(h for h in how if h)})" if any(how) else ""
     print(f"{metrics['model']} on {metrics['data']['n_samples']:,} digits{how}: accuracy {_accuracies(metrics['accuracy'])}; "
-          f"results in {args.out}")
+          f"{_where(args, store)}")
 
 
-def _store_of(out) -> Path:
-    "The store of folder `out`, re-pointed if the folder moved; one clear line if there is none."
+def _store_of(args) -> str:
+    "Where the command's store is: the class store (--store, $DIGITS_TUTORIAL_STORE), else the store of --out, re-pointed if the folder moved."
     from digits_tutorial.store import STORE_NAME, relocate_store
-    path = Path(out) / STORE_NAME
+    store = _class_store(args)
+    if store is not None: return store
+    path = Path(args.out) / STORE_NAME
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no store here; `digits-tutorial run --out {out}` makes one")
+        raise FileNotFoundError(f"{path}: no store here; `digits-tutorial run --out {args.out}` makes one")
     relocate_store(path)
-    return path
+    return str(path)
+
+
+def _open(args):
+    "The command's store, open: the class store with this learner's files in --out, or the store of --out."
+    from digits_tutorial.store import connect_store
+    return connect_store(_store_of(args), folder=args.out)
 
 
 def _runs(args):
     from digits_tutorial.runs import run_rows, runs_json
     from digits_tutorial.split import SPLITS
-    path = _store_of(args.out)
-    rows = run_rows(path)
+    where = _store_of(args)
+    on_server = "://" in where
+    if on_server:
+        from digits_tutorial.classroom import check_class_made, masked_url
+        rows, where = run_rows(check_class_made(_open(args))), masked_url(where)
+    else: rows = run_rows(where)
+    if args.board:
+        from digits_tutorial.classroom import board_text, class_board
+        board = class_board(rows)
+        print(json.dumps(board, indent=1) if args.json else board_text(board, where))
+        return
     if args.json:
         print(json.dumps(runs_json(rows), indent=1))
         return
-    print(f"{len(rows)} run{'s' if len(rows) != 1 else ''} in {path}")
+    print(f"{len(rows)} run{'s' if len(rows) != 1 else ''} in {where}")
     if not rows: return
-    print(f"{'run':<34} {'model':<14} {'setting':<34} {'seed':>4}  {'fractions':<14} {'train':>7} {'valid.':>7} {'test':>7}  {'CV mean ± std':>15}")
+    learner = (lambda r: f"{(r['learner'] or '?')[:12]:<12} ") if on_server else (lambda r: "")
+    print(f"{'run':<34} {'learner':<12} " if on_server else f"{'run':<34} ", end="")
+    print(f"{'model':<14} {'setting':<34} {'seed':>4}  {'fractions':<14} {'train':>7} {'valid.':>7} {'test':>7}  {'CV mean ± std':>15}")
     for r in rows:
         acc = " ".join("      –" if math.isnan(r[f"accuracy_{s}"]) else f"{r[f'accuracy_{s}']:7.1%}" for s in SPLITS)
         cv = "" if math.isnan(r["cv_mean"]) else f"{r['cv_mean']:6.1%} ± {r['cv_std']:4.1%}"
         setting = r["setting"] + (f" +{r['augment']}" if r["augment"] != "none" else "") + (" refit" if r["refit"] else "")
-        print(f"{r['id']:<34} {r['model']:<14} {setting:<34} {r['seed']:>4}  {r['fractions']:<14} {acc}  {cv:>15}")
+        print(f"{r['id']:<34} {learner(r)}{r['model']:<14} {setting:<34} {r['seed']:>4}  {r['fractions']:<14} {acc}  {cv:>15}")
 
 
 def _export(args):
     from digits_tutorial.runs import export_run
-    from digits_tutorial.store import connect_store
-    archive = export_run(connect_store(_store_of(args.out)), args.run_id, args.to)
+    archive = export_run(_open(args), args.run_id, args.to)
     print(f"run {args.run_id} of {args.out} written to {archive} ({archive.stat().st_size / 1024:,.0f} KiB)")
 
 
 def _import(args):
     from digits_tutorial.runs import import_run
-    from digits_tutorial.store import connect_store
-    store = connect_store(_store_of(args.out))
+    store = _open(args)
     before = {r for r in store.find(kind="run", ids_only=True)}
     run = import_run(store, args.archive)
     if run.id in before: print(f"run {run.id} is in {args.out} already: nothing imported")
@@ -178,8 +221,7 @@ def _import(args):
 
 def _rerun(args) -> int:
     from digits_tutorial.runs import rerun_run
-    from digits_tutorial.store import connect_store
-    done = rerun_run(connect_store(_store_of(args.out)), args.run_id)
+    done = rerun_run(_open(args), args.run_id)
     recorded, again, n = done.recorded, done.again, len(done.recorded.predicted)
     versions = (f"scikit-learn {again.versions['scikit-learn']}, as recorded" if again.versions["scikit-learn"] == recorded.versions.get("scikit-learn")
                 else f"recorded with scikit-learn {recorded.versions.get('scikit-learn')}, now {again.versions['scikit-learn']}")
@@ -237,11 +279,14 @@ def sweep_text(table) -> str:
 
 
 def _sweep(args):
+    from digits_tutorial.classroom import masked_url
     from digits_tutorial.select import sweep_tutorial
     from digits_tutorial.store import STORE_NAME
     data, test_data, fractions = _data_arguments(args)
+    store = _class_store(args)
     table = sweep_tutorial(args.out, data, test_data, args.model, dict(args.grid), args.cv, args.augment, fractions, args.seed,
-                           not args.no_stratify, args.replace, args.url, args.quiet, args.scheduler)
+                           not args.no_stratify, args.replace, args.url, args.quiet, args.scheduler, store, args.learner)
     print(sweep_text(table))
-    print(f"{len(table)} candidates, each a run in {args.out / STORE_NAME}; the top of the folder shows rank 1 "
-          f"({table.setting.iloc[0]}); `digits-tutorial runs --out {args.out}` lists them")
+    where = f"the class store {masked_url(store)}" if store else args.out / STORE_NAME
+    print(f"{len(table)} candidates, each a run in {where}; the top of the folder shows rank 1 "
+          f"({table.setting.iloc[0]}); `digits-tutorial runs{'' if store else f' --out {args.out}'}` lists them")

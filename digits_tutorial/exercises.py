@@ -15,7 +15,7 @@ import numpy as np
 __all__ = ['MISTAKES', 'Feedback', 'check_block_counts', 'check_image_name', 'check_test_eights', 'check_validation_eights',
            'check_knn_train_accuracy', 'check_recall_of_eights', 'check_best_knn', 'check_knn_command',
            'check_fractions_after_move', 'check_load_ratio', 'check_scalar_rows', 'check_knn_cross_validation',
-           'check_precision_of_eights', 'check_bitmap_ink']
+           'check_precision_of_eights', 'check_bitmap_ink', 'check_learner_runs']
 
 # %% ../nbs/exercises.ipynb #e0e0a006
 @dataclass
@@ -287,6 +287,17 @@ def check_bitmap_ink(answer, rgba) -> Feedback:
                                "scaled to fit: `drawing_to_bitmap`.")
     return Feedback(False, "`drawing_to_bitmap(seven)` is the 32x32 bitmap of 0s and 1s: add it up.")
 
+
+def check_learner_runs(answer, rows) -> Feedback:
+    "A class in one store: how many runs learner ada has made, among the class's runs `rows` (`run_rows`)."
+    if (f := _unanswered(answer)) is not None: return f
+    n = _number(answer, "how many runs")
+    if isinstance(n, Feedback): return n
+    ada = sum(r["learner"] == "ada" for r in rows)
+    if n == ada: return Feedback(True, f"{ada} runs of ada's, among the class's {len(rows)}: the board shows her best.")
+    if n == len(rows): return Feedback(False, "Those are the runs of the whole class: count only those whose `learner` is \"ada\".")
+    return Feedback(False, "Count the dicts of `rows` whose `learner` is \"ada\": `sum(r[\"learner\"] == \"ada\" for r in rows)`.")
+
 # %% ../nbs/exercises.ipynb #e0e0a00a
 MISTAKES = {  # check: (a typical wrong answer, as code run in the lesson, and words its hint says)
     "check_block_counts": ("answer = bitmaps[0].reshape(4, 8, 4, 8).sum(axis=(1, 3))", "Your blocks are too big"),
@@ -307,4 +318,5 @@ MISTAKES = {  # check: (a typical wrong answer, as code run in the lesson, and w
                                    "model fitted on the *other* folds"),
     "check_precision_of_eights": ("cm = start['logistic'].matrices['validation']\nanswer = cm[8, 8] / cm[8].sum()", "That is the recall"),
     "check_bitmap_ink": ("answer = int(ink_mask(seven).sum())", "ink on the pad as drawn"),
+    "check_learner_runs": ("answer = len(rows)", "the whole class"),
 }

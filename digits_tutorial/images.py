@@ -39,10 +39,11 @@ def save_digit_images(digits: Digits, folder, progress=False) -> list[Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     grey = counts_to_grey(digits.X).reshape(-1, 8, 8)
-    paths = []
+    image, paths = Image.new("L", (8, 8)), []  # one image, its pixels replaced digit by digit: the same files, faster
     for i in tqdm(range(len(digits)), desc="images", unit="digit", disable=not progress, leave=False):
         path = folder / image_name(digits.source[i], digits.line[i], digits.y[i])
-        Image.fromarray(grey[i], mode="L").save(path, compress_level=1)
+        image.frombytes(grey[i].tobytes())
+        image.save(path, format="PNG", compress_level=1)
         paths.append(path)
     return paths
 

@@ -23,9 +23,10 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['CHECKED_VERSIONS', 'bulk_supported', 'fast_sha', 'digit_records', 'sina_rows', 'insert_records', 'open_new_store',
-           'new_store', 'close_store', 'read_records', 'records_of_kind', 'read_record', 'repoint_records', 'file_uris',
-           'make_public', 'replace_path', 'replace_copy', 'folder_lock', 'store_for_this_thread', 'safe_members',
-           'unpack_all_or_nothing', 'quiet_logger', 'say', 'phase', 'add_phase', 'write_phases', 'helper_process']
+           'new_store', 'close_store', 'insert_server_records', 'store_user_id', 'read_records', 'records_of_kind',
+           'read_record', 'repoint_records', 'file_uris', 'make_public', 'replace_path', 'uninterrupted',
+           'replace_copy', 'folder_lock', 'store_for_this_thread', 'safe_members', 'unpack_all_or_nothing',
+           'quiet_logger', 'say', 'phase', 'add_phase', 'write_phases', 'helper_process']
 
 # %% ../nbs/90_under_the_hood.ipynb #90a0b006
 CHECKED_VERSIONS = {"kosh": ((3, 5), (3, 6)), "llnl-sina": ((1, 16), (2, 0))}  # [low, high) of (major, minor)
@@ -136,6 +137,28 @@ def close_store(store):
     store.close()
     atexit.unregister(store._clean_up)
 
+# %% ../nbs/90_under_the_hood.ipynb #c1a55902
+def insert_server_records(url, records):
+    "Insert Sina records into the Kosh store on the database server at `url` in one transaction (SQLAlchemy Core, Sina's tables): all, or none."
+    import sqlalchemy
+    from sina.datastores import sql_schema
+    tables = sql_schema.Base.metadata.tables  # Sina's own description of its tables
+    rows = {table: found for table, found in sina_rows(records).items() if found}
+    for table, found in rows.items():
+        unknown = set(found[0]) - set(tables[table].columns.keys())
+        if unknown: raise RuntimeError(f"Sina's table {table} has no column {unknown}: this Sina version is not supported")
+    engine = sqlalchemy.create_engine(str(url), poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.begin() as db:  # one transaction: committed at the end, rolled back on any error
+            for table, found in rows.items(): db.execute(tables[table].insert(), found)
+    finally:
+        engine.dispose()
+
+
+def store_user_id(store) -> str:
+    "The id of the Kosh user an open store belongs to: what Kosh writes as the `creator` of the datasets it makes."
+    return store.__user_id__  # Kosh keeps the user id only here
+
 # %% ../nbs/90_under_the_hood.ipynb #90a0b012
 def read_records(store, ids) -> list[dict]:
     "The Sina records `ids` of a Kosh store as JSON dicts; straight from Sina's `Record` table for a SQLite store of a checked version."
@@ -237,6 +260,21 @@ def replace_path(new, target):
         os.replace(new, target)
 
 
+@contextmanager
+def uninterrupted():
+    "Hold Ctrl-C (SIGINT) back until the `with` block is done, so that what it writes, in several steps, is written whole."
+    import signal, threading
+    if threading.current_thread() is not threading.main_thread():  # Python handles signals in the main thread only
+        yield
+        return
+    held = []
+    before = signal.signal(signal.SIGINT, lambda number, frame: held.append(frame))  # note it, and go on
+    try: yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+        if held and callable(before): before(signal.SIGINT, held[0])  # the Ctrl-C held back takes effect now
+
+
 def replace_copy(source, target):
     "Copy `source` over `target` so that a reader sees the old file or the new one, never half of it."
     target = Path(target)
@@ -273,6 +311,8 @@ def store_for_this_thread(store):
         again = kosh.connect(key[0], read_only=key[1])
         for mime_type, loaders in store.loaders.items():  # the same loaders, in the same order, as the store we were given
             again.loaders[mime_type] = list(loaders)
+        for name, value in vars(store).items():  # what the project noted on the store: a server store's folder (lesson 14)
+            if name.startswith("digits_tutorial_"): setattr(again, name, value)
         _THREAD_STORES[key] = again
     return _THREAD_STORES[key]
 

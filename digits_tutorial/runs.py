@@ -25,19 +25,19 @@ from .data import Digits
 from .evaluate import accuracies, confusion_matrices, matrix_file_name, predict_splits, save_confusion_matrices
 from .split import SPLITS, check_fractions, split_digits, split_with_test_file
 from .plumbing import (add_phase, folder_lock, helper_process, make_public, phase, read_records, records_of_kind,
-                                      replace_copy, replace_path, safe_members, say)
+                                      replace_copy, replace_path, safe_members, say, uninterrupted)
 from .store import (RUNS_NAME, MissingFiles, prepare_store, read_stored_digits, register_loaders,
-                                   add_loaders, store_folder, store_info, store_path)
+                                   add_loaders, store_folder, store_info, store_name)
 from .train import DEFAULT_MODEL, MODELS, fit_model, make_model
 from .improve import augment_digits, check_augment  # the shifts of the lesson on improving a model
 
 # %% auto #0
-__all__ = ['RUN_KIND', 'TRUSTED_MODEL_TYPES', 'MODEL_NAME', 'METRICS_NAME', 'SPLIT_NAME', 'RUN_LOADERS', 'RUN_COLUMNS',
-           'ARCHIVE_FORMAT', 'MANIFEST_NAME', 'Run', 'choose_split', 'fit_augmented', 'run_model', 'run_metadata',
-           'UntrustedModel', 'save_model', 'load_model', 'RunMetricsLoader', 'RunSplitLoader',
-           'ConfusionMatrixImageLoader', 'SkopsModelLoader', 'run_metrics_json', 'json_text', 'show_at_top',
-           'record_run', 'load_run', 'run_rows', 'runs_table', 'run_tutorial', 'runs_json', 'Rerun', 'rerun_run',
-           'ArchiveRefused', 'export_run', 'import_run']
+__all__ = ['RUN_KIND', 'LEARNER_PATTERN', 'TRUSTED_MODEL_TYPES', 'MODEL_NAME', 'METRICS_NAME', 'SPLIT_NAME', 'RUN_LOADERS',
+           'RUN_COLUMNS', 'ARCHIVE_FORMAT', 'MANIFEST_NAME', 'Run', 'choose_split', 'default_learner', 'check_learner',
+           'fit_augmented', 'run_model', 'run_metadata', 'UntrustedModel', 'save_model', 'load_model',
+           'RunMetricsLoader', 'RunSplitLoader', 'ConfusionMatrixImageLoader', 'SkopsModelLoader', 'run_metrics_json',
+           'json_text', 'show_at_top', 'record_run', 'load_run', 'run_rows', 'runs_table', 'run_tutorial', 'runs_json',
+           'Rerun', 'rerun_run', 'ArchiveRefused', 'export_run', 'import_run']
 
 # %% ../nbs/07_runs.ipynb #7a0c1e06
 RUN_KIND = "run"  # the `kind` of a run's dataset; digits have kind "digit"
@@ -71,6 +71,7 @@ class Run:
     lines: np.ndarray | None = None
     sweep: str | None = None  # the sweep this run is a candidate of, if any
     imported_from: str | None = None  # for a run brought in from an archive: where it was made
+    learner: str | None = None  # who made it: a login name, or the name given with --learner
 
     @property
     def predictions(self) -> dict:
@@ -104,7 +105,7 @@ def _same(a, b) -> bool:
 
 def choose_split(store, digits: Digits, fractions=None, seed=0, stratify=True) -> tuple[np.ndarray, str, dict]:
     "The split of every digit for a run, where it comes from (`store` or `drawn`), and the settings that made it."
-    info = store_info(store_path(store)) or {}
+    info = store_info(store) or {}
     stored = {"fractions": tuple(info.get("split_fractions") or ()) or None, "seed": info.get("split_seed"),
               "stratify": info.get("split_stratify")}
     if fractions is None or (_same(fractions, stored["fractions"]) and seed == stored["seed"] and stratify == stored["stratify"]):
@@ -126,6 +127,24 @@ def choose_split(store, digits: Digits, fractions=None, seed=0, stratify=True) -
 # %% ../nbs/07_runs.ipynb #7a0c1e0a
 def _run_id(model) -> str:
     return f"{datetime.now():%Y%m%d-%H%M%S}-{model}-{uuid.uuid4().hex[:6]}"
+
+
+LEARNER_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")  # a login name's characters, as a class store keeps them
+
+
+def default_learner() -> str:
+    "The learner a run records when none is named: the user's login name."
+    import getpass
+    try: return check_learner(getpass.getuser())
+    except (OSError, KeyError, ValueError): return "anonymous"  # no login name in this environment, or one we cannot keep
+
+
+def check_learner(name) -> str:
+    "`name`, checked as the name of a learner: 1 to 64 letters, digits, `.`, `_`, `-` or `@`, starting with a letter or digit."
+    if not isinstance(name, str) or not LEARNER_PATTERN.fullmatch(name):
+        raise ValueError(f"learner {name!r}: a learner's name is 1 to 64 letters, digits, '.', '_', '-' or '@' (no spaces, "
+                         "no accents), starting with a letter or a digit, as login names are; e.g. --learner ada")
+    return name
 
 
 def _versions() -> dict:
@@ -153,13 +172,14 @@ def _given_split(split, digits: Digits, fractions, seed, stratify) -> tuple[np.n
 
 def run_model(store, model=DEFAULT_MODEL, params=None, seed=0, fractions=None, stratify=True,
               digits: Digits | None = None, record=True, augment=None, refit=False, cv=None, split=None,
-              sweep=None, latest=True, helper=None) -> Run:
-    "Fit `model` on the train split (`refit`: train and validation), augmented if asked; predict every split; record the run."
+              sweep=None, latest=True, learner=None, helper=None) -> Run:
+    "Fit `model` on the train split (`refit`: train and validation), augmented if asked; predict every split; record the run, and its `learner`."
     make_model(model, seed=seed, **(params or {}))  # bad settings fail here, before any work
     params = MODELS[model].check(params or {})
     augment = check_augment(augment)
+    learner = default_learner() if learner is None else check_learner(learner)
     if digits is None: digits = read_stored_digits(store)
-    if not len(digits): raise ValueError(f"{store.db_uri}: the store holds no digits to fit on")
+    if not len(digits): raise ValueError(f"{store_name(store)}: the store holds no digits to fit on")
     if digits.ids is None: raise ValueError("the digits have no Kosh ids: read them from the store (`read_stored_digits`)")
     if split is None: split, split_source, settings = choose_split(store, digits, fractions, seed, stratify)
     else: split, split_source, settings = _given_split(split, digits, fractions, seed, stratify)
@@ -177,13 +197,13 @@ def run_model(store, model=DEFAULT_MODEL, params=None, seed=0, fractions=None, s
         with_split.split = split
         predicted = np.empty(len(digits), dtype=np.int64)
         for s, (_, y_pred) in predict_splits(estimator, with_split).items(): predicted[split == s] = y_pred
-    info = store_info(store_path(store)) or {}
+    info = store_info(store) or {}
     run = Run(_run_id(model), model, params, int(seed), tuple(float(f) for f in settings["fractions"]),
               bool(settings["stratify"]) if settings["stratify"] is not None else bool(stratify), split_source,
               digits.ids.copy(), split, digits.y.copy(), predicted, fit_seconds, datetime.now().isoformat(timespec="milliseconds"),
               {"description": info.get("description", digits.description), "fingerprint": info.get("fingerprint", "")},
               _versions(), estimator, augment=augment, refit=bool(refit), n_fitted=n_fitted, cv=dict(cv or {}),
-              sources=digits.source.copy(), lines=digits.line.copy(), sweep=sweep)
+              sources=digits.source.copy(), lines=digits.line.copy(), sweep=sweep, learner=learner)
     if record: record_run(store, run, latest=latest, helper=helper)
     return run
 
@@ -203,6 +223,7 @@ def run_metadata(run: Run) -> dict:
     meta.update({f"cv_{k}": v for k, v in run.cv.items()})  # cv_mean, cv_std, cv_folds of a sweep's candidate
     if run.sweep: meta["sweep"] = run.sweep
     if run.imported_from: meta["imported_from"] = run.imported_from
+    if run.learner: meta["learner"] = run.learner
     return meta
 
 # %% ../nbs/07_runs.ipynb #7a0c1e12
@@ -308,7 +329,7 @@ def run_metrics_json(run: Run) -> dict:
         "n_fitted": run.n_fitted, "cv": run.cv or None,
         "confusion_matrix": {s: m.tolist() for s, m in run.matrices.items()},
         "run": {"id": run.id, "split_source": run.split_source, "fit_seconds": run.fit_seconds, "when": run.when,
-                "versions": run.versions, "sweep": run.sweep},
+                "versions": run.versions, "sweep": run.sweep, "learner": run.learner},
     }
 
 
@@ -367,11 +388,11 @@ def record_run(store, run: Run, latest=True, helper=None) -> Path:
     runs = top / RUNS_NAME
     runs.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{run.id}.partial-", dir=runs))
-    final = runs / run.id
+    final, recorded = runs / run.id, False
     try:
         files = _write_run_files(run, partial, helper)
         make_public(partial)  # temporary folders are private; a run's folder should not be
-        with phase("record"), folder_lock(top):  # one process at a time writes to the store
+        with phase("record"), folder_lock(top), uninterrupted():  # one process at a time; Ctrl-C waits for the record
             partial.rename(final)
             dataset = store.create(name=run.id, id=run.id, metadata=run_metadata(run))
             try:
@@ -380,12 +401,13 @@ def record_run(store, run: Run, latest=True, helper=None) -> Path:
             except BaseException:
                 store.delete(dataset)
                 raise
-            run.folder = final
+            run.folder, recorded = final, True
             if latest: show_at_top(store, run)  # the latest run, under the original tutorial's names
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        shutil.rmtree(final, ignore_errors=True)
-        run.folder = None
+    except BaseException:  # a failure undoes the run; a Ctrl-C held back until it was recorded leaves it whole
+        if not recorded:
+            shutil.rmtree(partial, ignore_errors=True)
+            shutil.rmtree(final, ignore_errors=True)
+            run.folder = None
         raise
     return final
 
@@ -393,7 +415,7 @@ def record_run(store, run: Run, latest=True, helper=None) -> Path:
 def _run_dataset(store, run_id):
     "The Kosh dataset of run `run_id`, or a `ValueError` that says how to list the runs."
     found = list(store.find(kind=RUN_KIND, id_pool=[run_id]))
-    if not found: raise ValueError(f"{store.db_uri}: no run {run_id!r}; `digits-tutorial runs` (or `runs_table(store)`) lists the runs")
+    if not found: raise ValueError(f"{store_name(store)}: no run {run_id!r}; `digits-tutorial runs` (or `runs_table(store)`) lists the runs")
     return found[0]
 
 
@@ -422,7 +444,7 @@ def load_run(store, run_id, digits: Digits | None = None, with_model=False) -> R
                augment=None if meta.get("augment", "none") == "none" else meta["augment"], refit=bool(meta.get("refit", False)),
                n_fitted=int(meta.get("n_fitted", 0)), cv={k: meta[f"cv_{k}"] for k in ("mean", "std", "folds") if f"cv_{k}" in meta},
                sources=columns.get("digit_sources"), lines=columns.get("digit_lines"), sweep=meta.get("sweep"),
-               imported_from=meta.get("imported_from"))
+               imported_from=meta.get("imported_from"), learner=meta.get("learner"))
 
 # %% ../nbs/07_runs.ipynb #7a0c1e22
 def run_rows(store) -> list[dict]:
@@ -432,7 +454,7 @@ def run_rows(store) -> list[dict]:
         meta = {k: v["value"] for k, v in record["data"].items()}
         params = json.loads(meta["params"])
         files = {info.get("mimetype"): uri for uri, info in record["files"].items()}
-        rows.append({"id": record["id"], "when": meta["when"], "model": meta["model"], "params": params,
+        rows.append({"id": record["id"], "when": meta["when"], "learner": meta.get("learner"), "model": meta["model"], "params": params,
                      "setting": ", ".join(f"{k}={v:g}" for k, v in params.items()), "seed": meta["seed"],
                      "fractions": "/".join(f"{meta[f'fraction_{s}']:g}" for s in SPLITS), "split": meta["split_source"],
                      **{f"accuracy_{s}": meta.get(f"accuracy_{s}", float("nan")) for s in SPLITS},
@@ -444,7 +466,7 @@ def run_rows(store) -> list[dict]:
     return sorted(rows, key=lambda r: (r["when"], r["id"]))
 
 
-RUN_COLUMNS = ["id", "when", "model", "params", "setting", "seed", "fractions", "split", *[f"accuracy_{s}" for s in SPLITS],
+RUN_COLUMNS = ["id", "when", "learner", "model", "params", "setting", "seed", "fractions", "split", *[f"accuracy_{s}" for s in SPLITS],
                "fit_seconds", "augment", "refit", "cv_mean", "cv_std", "cv_folds", "sweep", "imported_from", "folder", "model_file"]
 
 
@@ -462,20 +484,21 @@ def _check_refit(refit, fractions, test_data):
 
 def run_tutorial(out="results", data="bundled", test_data=None, model=DEFAULT_MODEL, params=None,
                  fractions=(0.6, 0.2, 0.2), seed=0, stratify=True, replace=False, url=None, quiet=False,
-                 augment=None, refit=False) -> dict:
-    "Run the whole tutorial into folder `out` (images, Kosh store, a recorded run with its matrices and `metrics.json`); return the metrics."
+                 augment=None, refit=False, store=None, learner=None) -> dict:
+    "Run the whole tutorial into folder `out` (images, Kosh store or the class store at URL `store`, a recorded run of `learner` with its matrices and `metrics.json`); return the metrics."
     params = dict(params or {})
     with phase("imports"):  # what a run uses, at once: the model's part of scikit-learn, and Kosh with Sina under it
         make_model(model, seed=seed, **params)  # bad settings fail here, before anything is read or written
         import sina.datastores.sql
     augment = check_augment(augment)
     _check_refit(refit, fractions, test_data)
+    learner = default_learner() if learner is None else check_learner(learner)
     with helper_process("matplotlib.pyplot", "sklearn.metrics", "skops.io") as helper:  # draws and saves on the other core
-        store, stored, settings = prepare_store(out, data, test_data, fractions, seed, stratify, replace, url, quiet)
+        store, stored, settings = prepare_store(out, data, test_data, fractions, seed, stratify, replace, url, quiet, store)
         fitted = "train and validation" if refit else "train"
         say(f"fitting {MODELS[model].title} on the {fitted} digits read through Kosh{' (shifted, 9x)' if augment else ''}", quiet)
         run = run_model(store, model, params, seed, fractions=settings["fractions"], stratify=stratify, digits=stored,
-                        augment=augment, refit=refit, helper=helper)
+                        augment=augment, refit=refit, learner=learner, helper=helper)
     say(f"recorded run {run.id} in {run.folder}", quiet)
     return run_metrics_json(run)
 
@@ -484,7 +507,7 @@ def runs_json(rows) -> list[dict]:
     "The runs of `run_rows` as plain JSON objects: id, model, params, accuracy per split (None when empty), CV, folder, model file."
     import math
     def number(x): return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
-    return [{"id": r["id"], "when": r["when"], "model": r["model"], "params": r["params"], "seed": int(r["seed"]),
+    return [{"id": r["id"], "when": r["when"], "learner": r["learner"], "model": r["model"], "params": r["params"], "seed": int(r["seed"]),
              "fractions": dict(zip(SPLITS, map(float, r["fractions"].split("/")))), "split_source": r["split"],
              "accuracy": {s: number(r[f"accuracy_{s}"]) for s in SPLITS}, "fit_seconds": r["fit_seconds"],
              "augment": None if r["augment"] == "none" else r["augment"], "refit": r["refit"],
@@ -514,13 +537,13 @@ def rerun_run(store, run_id, digits: Digits | None = None) -> Rerun:
     "Fit run `run_id` again from its record (model, settings, seed, augmentation, refit, the split of every digit); nothing is recorded."
     if digits is None: digits = read_stored_digits(store)
     recorded = load_run(store, run_id, digits=digits)
-    here = (store_info(store_path(store)) or {}).get("fingerprint")
+    here = (store_info(store) or {}).get("fingerprint")
     if recorded.data["fingerprint"] != here:
         raise ValueError(f"run {run_id} was made on other digits ({recorded.data['description']}, fingerprint "
                          f"{recorded.data['fingerprint']}) than this store holds (fingerprint {here}); it cannot be made again here")
     split = np.where(recorded.split == "train", "train", recorded.split)  # a refit run's validation digits were train digits
     again = run_model(store, recorded.model, recorded.params, recorded.seed, recorded.fractions, recorded.stratify, digits,
-                      record=False, augment=recorded.augment, refit=recorded.refit, split=split)
+                      record=False, augment=recorded.augment, refit=recorded.refit, split=split, learner=recorded.learner)
     again.split_source = recorded.split_source
     return Rerun(recorded, again)
 
@@ -595,7 +618,7 @@ def _read_archive(archive) -> tuple[dict, dict, dict]:
 def import_run(store, archive) -> Run:
     "Add the run of `archive` (made by `export_run`) to `store`, after checking its files, its model and the digits it was made on."
     manifest, record, files = _read_archive(archive)
-    run_id, info = manifest["run"], store_info(store_path(store)) or {}
+    run_id, info = manifest["run"], store_info(store) or {}
     datasets = [r for r in record.get("records", []) if r.get("type") != "file"]
     files_named = sorted(Path(r["data"]["uri"]["value"]).name for r in record["records"] if r.get("type") == "file")
     if ([r.get("id") for r in datasets] != [run_id] or datasets[0]["data"].get("kind", {}).get("value") != RUN_KIND
@@ -603,7 +626,7 @@ def import_run(store, archive) -> Run:
         raise ArchiveRefused(f"{archive}: its Kosh record is not that of run {run_id} and the files of the archive; nothing imported")
     if manifest["data"].get("fingerprint") != info.get("fingerprint"):
         raise ArchiveRefused(f"{archive}: run {run_id} was made on other digits ({manifest['data'].get('description')}, fingerprint "
-                             f"{manifest['data'].get('fingerprint')}) than {store_path(store)} holds ({info.get('description')}, "
+                             f"{manifest['data'].get('fingerprint')}) than {store_name(store)} holds ({info.get('description')}, "
                              f"fingerprint {info.get('fingerprint')}); nothing imported")
     model_record = next((r for r in record["records"] if r.get("data", {}).get("mime_type", {}).get("value") == "skops"), None)
     recorded_sha = (model_record or {}).get("data", {}).get("sha256", {}).get("value")
@@ -639,7 +662,7 @@ def import_run(store, archive) -> Run:
         data["imported_from"] = {"value": f"{manifest['exported_from']} ({Path(archive).name}, exported {manifest['exported_when']})"}
         if data["split_source"]["value"] == "store" and any(r["split"] != names[i][2] for r, i in zip(rows, ids)):
             data["split_source"] = {"value": "drawn"}  # the store it came from was split otherwise than this one
-        with folder_lock(top):
+        with folder_lock(top), uninterrupted():
             partial.rename(final)
             store.import_dataset(record, match_attributes=["name"])
     except BaseException:

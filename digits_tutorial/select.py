@@ -15,9 +15,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .data import Digits
 from .improve import check_augment
-from .plumbing import folder_lock, say
-from .runs import choose_split, fit_augmented, load_run, run_model, run_rows, show_at_top
-from .store import prepare_store, read_stored_digits, store_folder, store_info, store_path
+from .plumbing import say, uninterrupted
+from .runs import check_learner, choose_split, default_learner, fit_augmented, load_run, run_model, run_rows, show_at_top
+from .store import prepare_store, read_stored_digits, store_info, store_lock, store_name
 from .train import DEFAULT_MODEL, MODELS, make_model
 
 # %% auto #0
@@ -132,10 +132,11 @@ def cross_validate_grid(X, y, model, grid, cv=5, seed=0, augment=None, client=No
 SWEEP_KIND = "sweep"  # the `kind` of the dataset that says what a sweep is and whether it finished
 
 
-def sweep_id(model, candidates, cv, augment, seed, train_ids, fingerprint) -> str:
-    "The id of a sweep: the same for the same model, candidates, folds, augmentation, seed, train digits and data."
+def sweep_id(model, candidates, cv, augment, seed, train_ids, fingerprint, learner=None) -> str:
+    "The id of a sweep: the same for the same model, candidates, folds, augmentation, seed, train digits, data (and learner)."
     key = {"model": model, "candidates": candidates, "cv": int(cv), "augment": augment or "none", "seed": int(seed),
            "train": hashlib.sha256("\n".join(sorted(map(str, train_ids))).encode()).hexdigest(), "data": fingerprint}
+    if learner is not None: key["learner"] = learner  # in a class store, each learner's sweep is their own
     return f"sweep-{model}-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]}"
 
 
@@ -155,19 +156,20 @@ def _recorded_candidates(store, sid) -> dict:
 
 
 def sweep_model(store, model, grid, cv=5, augment=None, seed=0, fractions=None, stratify=True,
-                digits: Digits | None = None, record=True, client=None) -> "pandas.DataFrame":
+                digits: Digits | None = None, record=True, client=None, learner=None) -> "pandas.DataFrame":
     "Cross-validate every candidate of `grid` on the train split and run each with its CV figures, a candidate at a time; resumes a sweep it finds unfinished. Best CV mean first."
     import pandas as pd
     candidates = grid_candidates(model, grid)  # bad settings fail here, before any work
     augment = check_augment(augment)
+    learner = default_learner() if learner is None else check_learner(learner)
     if digits is None: digits = read_stored_digits(store)
-    if not len(digits): raise ValueError(f"{store.db_uri}: the store holds no digits to sweep on")
+    if not len(digits): raise ValueError(f"{store_name(store)}: the store holds no digits to sweep on")
     split, _, _ = choose_split(store, digits, fractions, seed, stratify)
     train = split == "train"
-    info = store_info(store_path(store)) or {}
-    sid = sweep_id(model, candidates, cv, augment, seed, digits.ids[train], info.get("fingerprint", digits.fingerprint))
+    info = store_info(store) or {}
+    sid = sweep_id(model, candidates, cv, augment, seed, digits.ids[train], info.get("fingerprint", digits.fingerprint), learner)
     if record:
-        with folder_lock(store_folder(store)): sweep = _sweep_dataset(store, sid, model, candidates, cv, augment, seed)
+        with store_lock(store): sweep = _sweep_dataset(store, sid, model, candidates, cv, augment, seed)
     rows = []
     for params in candidates:
         key = json.dumps(params, sort_keys=True)
@@ -177,11 +179,11 @@ def sweep_model(store, model, grid, cv=5, augment=None, seed=0, fractions=None, 
                                          cv, seed, augment, client).iloc[0]
             figures = {"mean": float(scores.cv_mean), "std": float(scores.cv_std), "folds": int(cv),
                        "scores": [float(s) for s in scores.fold_scores]}
-            with folder_lock(store_folder(store)) if record else nullcontext():  # a second process on the same sweep records it once
+            with store_lock(store) if record else nullcontext():  # a second process on the same sweep records it once
                 done = _recorded_candidates(store, sid).get(key) if record else None
                 if done is None:
                     run = run_model(store, model, params, seed, fractions, stratify, digits, record, augment, cv=figures,
-                                    sweep=sid if record else None, latest=False)
+                                    sweep=sid if record else None, latest=False, learner=learner)
                     done = {"id": run.id if record else "", "accuracy_validation": run.accuracy["validation"],
                             **{f"cv_{k}": v for k, v in figures.items()}}
         rows.append({"model": model, "params": params, "setting": _setting(params), "cv_mean": done["cv_mean"],
@@ -191,7 +193,7 @@ def sweep_model(store, model, grid, cv=5, augment=None, seed=0, fractions=None, 
     table.insert(0, "rank", np.arange(1, len(table) + 1))
     table.attrs["sweep"] = sid
     if record:  # the sweep is done: say so, and show its chosen candidate at the top of the folder
-        with folder_lock(store_folder(store)):
+        with store_lock(store):
             sweep.finished, sweep.chosen = True, str(table.id.iloc[0])
             show_at_top(store, load_run(store, table.id.iloc[0]))
     return table
@@ -212,13 +214,16 @@ def connect_scheduler(address, timeout=10):
 
 
 def sweep_tutorial(out="results", data="bundled", test_data=None, model=DEFAULT_MODEL, grid=None, cv=5, augment=None,
-                   fractions=(0.6, 0.2, 0.2), seed=0, stratify=True, replace=False, url=None, quiet=False, scheduler=None):
-    "Cross-validate every candidate of `grid` on the train split of the digits in `out`, each a run; the table, best first."
+                   fractions=(0.6, 0.2, 0.2), seed=0, stratify=True, replace=False, url=None, quiet=False, scheduler=None,
+                   store=None, learner=None):
+    "Cross-validate every candidate of `grid` on the train split of the digits in `out` (or the class store at URL `store`), each a run of `learner`; the table, best first."
     grid_candidates(model, grid or {})  # bad settings fail here, before anything is read or written
     make_model(model, seed=seed)
     augment = check_augment(augment)
+    learner = default_learner() if learner is None else check_learner(learner)
     with connect_scheduler(scheduler) if scheduler else nullcontext() as client:  # an unreachable scheduler fails here too
-        store, stored, settings = prepare_store(out, data, test_data, fractions, seed, stratify, replace, url, quiet)
+        kosh_store, stored, settings = prepare_store(out, data, test_data, fractions, seed, stratify, replace, url, quiet, store)
         where = f" on the Dask cluster at {scheduler}" if scheduler else ""
         say(f"cross-validating {MODELS[model].title} ({cv} folds){where}, then recording each candidate as a run", quiet)
-        return sweep_model(store, model, grid, cv, augment, seed, settings["fractions"], stratify, stored, client=client)
+        return sweep_model(kosh_store, model, grid, cv, augment, seed, settings["fractions"], stratify, stored, client=client,
+                           learner=learner)

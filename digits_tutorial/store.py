@@ -18,15 +18,16 @@ from kosh import KoshLoader
 from .data import Digits, block_counts, load_digits, read_bitmaps, read_optdigits
 from .images import counts_to_grey, read_digit_image, read_digit_images, save_digit_images
 from .plumbing import (bulk_supported, close_store, digit_records, fast_sha, file_uris, folder_lock,
-                                      insert_records, open_new_store, phase, read_record, read_records, replace_path, repoint_records, say)
+                                      insert_records, open_new_store, phase, read_record, read_records, replace_path,
+                                      repoint_records, say, uninterrupted)
 from .split import check_fractions, split_digits, split_with_test_file
 
 # %% auto #0
-__all__ = ['LOADERS', 'DIGIT_KIND', 'STORE_NAME', 'IMAGES_NAME', 'INFO_ID', 'STORE_LAYOUT', 'RUNS_NAME', 'OptDigitsLoader',
-           'OptDigitsBitmapLoader', 'DigitImageLoader', 'register_loaders', 'add_loaders', 'digit_metadata',
-           'store_digits', 'StoreMismatch', 'store_info', 'store_path', 'store_folder', 'results_folder', 'build_store',
-           'MissingFiles', 'read_stored_digits', 'recorded_folder', 'relocate_store', 'connect_store', 'prepare_digits',
-           'split_settings', 'prepare_store']
+__all__ = ['LOADERS', 'DIGIT_KIND', 'STORE_NAME', 'IMAGES_NAME', 'INFO_ID', 'STORE_LAYOUT', 'RUNS_NAME', 'FOLDER_ATTRIBUTE',
+           'OptDigitsLoader', 'OptDigitsBitmapLoader', 'DigitImageLoader', 'register_loaders', 'add_loaders',
+           'digit_metadata', 'store_digits', 'StoreMismatch', 'store_info', 'on_server', 'store_name', 'store_path',
+           'store_folder', 'store_lock', 'results_folder', 'build_store', 'MissingFiles', 'read_stored_digits',
+           'recorded_folder', 'relocate_store', 'connect_store', 'prepare_digits', 'split_settings', 'prepare_store']
 
 # %% ../nbs/04_store.ipynb #998f8856
 class OptDigitsLoader(KoshLoader):
@@ -124,7 +125,12 @@ class StoreMismatch(ValueError):
 
 
 def store_info(path) -> dict | None:
-    "What the digits-tutorial store at `path` holds (fingerprint, description, digits, split, folder), or None if there is no store."
+    "What the digits-tutorial store at `path` (or the open Kosh store `path`) holds (fingerprint, description, digits, split, folder), or None if there is none."
+    if not isinstance(path, (str, Path)):  # an open Kosh store
+        if on_server(path):
+            from digits_tutorial.classroom import server_store_info  # a class's store on a database server: lesson 14
+            return server_store_info(path)
+        path = store_path(path)
     path = Path(path)
     if not path.exists(): return None
     try:
@@ -136,14 +142,42 @@ def store_info(path) -> dict | None:
     return {k: v["value"] for k, v in record["data"].items()}
 
 
+def on_server(store) -> bool:
+    "True for a Kosh store (or the address of one) on a database server, such as `mysql+pymysql://...`; False for a SQLite file."
+    return "://" in str(getattr(store, "db_uri", store))
+
+
+FOLDER_ATTRIBUTE = "digits_tutorial_folder"  # where a store on a server keeps the files of this connection (lesson 14)
+
+
+def store_name(store) -> str:
+    "A store as messages name it: its SQLite file, or the address of its server with the password masked."
+    if not on_server(store): return str(store_path(store))
+    from digits_tutorial.classroom import masked_url  # a class's store on a database server: lesson 14
+    return masked_url(store.db_uri)
+
+
 def store_path(store) -> Path:
-    "The SQLite file of a Kosh store."
+    "The SQLite file of a Kosh store (a store on a database server has none: a `ValueError`)."
+    if on_server(store): raise ValueError(f"{store_name(store)}: a store on a database server, not in a file")
     return Path(str(store.db_uri)).resolve()
 
 
 def store_folder(store) -> Path:
-    "The folder of a Kosh store kept in a SQLite file: where its images and runs are."
-    return store_path(store).parent
+    "The folder of a Kosh store's files (images, runs): beside its SQLite file, or, on a database server, the folder it was opened with."
+    if not on_server(store): return store_path(store).parent
+    folder = getattr(store, FOLDER_ATTRIBUTE, None)
+    if folder is None:
+        raise ValueError(f"{store_name(store)}: a store on a database server keeps its files in the folder it is opened with; "
+                         "open it with connect_store(url, folder=...)")
+    return Path(folder)
+
+
+def store_lock(store):
+    "The lock that makes processes take turns on a store: its folder's lock file, or, on a database server, the server's own lock."
+    if not on_server(store): return folder_lock(store_folder(store))
+    from digits_tutorial.classroom import server_lock  # a class's store on a database server: lesson 14
+    return server_lock(str(store.db_uri))
 
 
 def results_folder(out, make=False) -> Path:
@@ -230,7 +264,7 @@ def _check_present(store, uris):
     if not missing: return
     where = Path(missing[0]).parent
     named = ", ".join(Path(u).name for u in missing[:3]) + (", ..." if len(missing) > 3 else "")
-    raise MissingFiles(f"{where}: {len(missing):,} of the {len(uris):,} digit images that {store_path(store).name} records are "
+    raise MissingFiles(f"{where}: {len(missing):,} of the {len(uris):,} digit images that {store_name(store)} records are "
                        f"missing ({named}); make the images and the store again with --replace (replace=True), "
                        "which starts the folder afresh, without its runs")
 
@@ -296,9 +330,12 @@ def relocate_store(path) -> str | None:
     return old
 
 
-def connect_store(path, read_only=False):
-    "Open (or create) the Kosh store at `path` (SQLite) with the project's loaders first; a store whose folder moved is re-pointed first."
+def connect_store(path, read_only=False, folder=None):
+    "Open (or create) the Kosh store at `path` (SQLite; or a server's URL, its files in `folder`) with the project's loaders first; a store whose folder moved is re-pointed first."
     import kosh
+    if on_server(path):
+        from digits_tutorial.classroom import connect_server_store  # a class's store on a database server: lesson 14
+        return add_loaders(connect_server_store(str(path), folder, read_only=read_only))
     if Path(path).is_file(): relocate_store(path)  # a results folder that was moved or copied reads its own files
     return add_loaders(kosh.connect(str(path), read_only=read_only))
 
@@ -330,13 +367,19 @@ def split_settings(fractions, test_data=None) -> tuple[float, float, float]:
 
 
 def prepare_store(out="results", data="bundled", test_data=None, fractions=(0.6, 0.2, 0.2), seed=0, stratify=True,
-                  replace=False, url=None, quiet=False) -> tuple:
-    "Check the folder and the fractions, read and split the digits, make (or keep) the Kosh store in `out`; the store, its digits, the split's settings."
+                  replace=False, url=None, quiet=False, store=None) -> tuple:
+    "Check the folder and the fractions, read and split the digits, make (or keep) the Kosh store in `out` (or the class store at URL `store`); the store, its digits, the split's settings."
     out = results_folder(out)  # a bad folder or bad fractions stop here, before any data is read
+    if store is not None:  # a class's store on a database server, shared by many learners: lesson 14
+        from digits_tutorial.classroom import check_class_store, class_store
+        check_class_store(store, replace)
     settings = {"fractions": split_settings(fractions, test_data), "seed": seed, "stratify": stratify}
     say("reading the data", quiet)
     with phase("data"): digits = prepare_digits(data, test_data, fractions, seed, stratify, url, progress=not quiet)
     settings["test_sources"] = sorted(set(digits.source[digits.split == "test"])) if test_data is not None else []
+    if store is not None:
+        class_kosh_store = class_store(store, digits, results_folder(out, make=True), settings, quiet)
+        return class_kosh_store, read_stored_digits(class_kosh_store), settings
     with phase("store"), folder_lock(results_folder(out, make=True)):  # no other process replaces the store meanwhile
         info = store_info(out / STORE_NAME) if not replace and (out / STORE_NAME).exists() else None
         if info and info.get("fingerprint") == digits.fingerprint:

@@ -17,7 +17,7 @@ from .evaluate import CLASSES, SPLIT_TITLES, cell_digits, save_confusion_matrice
 from .runs import Run, load_run, run_model, runs_table
 from .split import SPLITS
 from .plumbing import store_for_this_thread
-from .store import read_stored_digits, store_info, store_path
+from .store import on_server, read_stored_digits, store_info
 from .train import DEFAULT_MODEL, MODELS
 
 # %% auto #0
@@ -42,7 +42,7 @@ class LabState:
     def __init__(self, store):
         self._store = store
         self.digits = read_stored_digits(store)  # every digit, through Kosh, with its provenance and the store's split
-        info = store_info(store_path(store)) or {}
+        info = store_info(store) or {}
         shares = tuple(round(float((self.digits.split == s).mean()), 2) for s in SPLITS)
         self.fractions = tuple(info.get("split_fractions") or shares)
         self.seed, self.stratify = int(info.get("split_seed", 0)), bool(info.get("split_stratify", True))
@@ -115,9 +115,11 @@ class LabState:
             self.busy = False
 
     def runs(self) -> list[tuple[str, str]]:
-        "The runs recorded in the store, oldest first, as (label, run id)."
+        "The runs recorded in the store, oldest first, as (label, run id); on a class store, each with its learner."
         table = runs_table(self.store)
-        return [(f"{r.when[11:19]} {MODELS[r.model].title if r.model in MODELS else r.model} ({r.setting}) · "
+        learners = on_server(self.store) or table.learner.nunique() > 1  # a class's runs say whose they are
+        whose = lambda r: f"{r.learner or '?'} · " if learners else ""
+        return [(f"{r.when[11:19]} {whose(r)}{MODELS[r.model].title if r.model in MODELS else r.model} ({r.setting}) · "
                  f"validation {r.accuracy_validation:.1%}", r.id) for r in table.itertuples()]
 
     def show_run(self, run_id) -> bool:
