@@ -117,7 +117,8 @@ def make_parser() -> argparse.ArgumentParser:
                        help="digits the obvious code stores one by one, the rest extrapolated (default 100; 1797 for all)")
     lab = commands.add_parser("lab", help="open the lab on a folder's store as a web app (Voila)",
                               description="Serve the lab of lesson 12 on the store in --out as a web app, until Ctrl-C.")
-    _out_option(lab, "the folder of the store, made first if there is none (default: results)")
+    _out_option(lab, "the folder of the store, made first if there is none; with a class store, of your files (default: results)")
+    _store_option(lab)
     lab.add_argument("--port", type=int, default=8866, help="the port on 127.0.0.1 (default 8866)")
     lab.add_argument("--no-browser", action="store_true", help="print the address only, open no browser")
     return parser
@@ -238,7 +239,7 @@ def _rerun(args) -> int:
 
 def _lab(args):
     from digits_tutorial.widgets import serve_lab
-    serve_lab(args.out, args.port, open_browser=not args.no_browser)
+    serve_lab(args.out, args.port, open_browser=not args.no_browser, store=args.store)
     print("digits-tutorial: lab stopped", file=sys.stderr)
 
 

@@ -487,24 +487,30 @@ LAB_APP_FOLDER = ".lab"  # in the lab's folder: the notebook Voila serves and Vo
 LAB_PORT = 8866  # Voila's own default port
 
 
-def open_lab(out) -> DigitsLab:
-    "The lab on the Kosh store of folder `out` (as `digits-tutorial run` leaves it), saving its matrices into `out`."
+def open_lab(out, store=None) -> DigitsLab:
+    """The lab on the Kosh store of folder `out` (as `digits-tutorial run` leaves it), saving its matrices into `out`;
+    or, given `store` or the environment variable DIGITS_TUTORIAL_STORE, on that class store (lesson 14)."""
+    from .classroom import open_store
     out = Path(out).resolve()
-    if not (out / STORE_NAME).is_file():
-        raise FileNotFoundError(f"{out / STORE_NAME}: no store here; `digits-tutorial run --out {out}` makes one")
-    return DigitsLab(connect_store(out / STORE_NAME), out_folder=out)
+    return DigitsLab(open_store(out, store), out_folder=out)
 
 
-def lab_app_notebook(out) -> Path:
-    "Write the notebook that Voila serves as the lab app, a title and `open_lab` on folder `out`, into `out/.lab/`; its path."
+def lab_app_notebook(out, store=None) -> Path:
+    """Write the notebook that Voila serves as the lab app, a title and `open_lab` on folder `out`, into `out/.lab/`; its path.
+    A class store's address is not written: the app reads it from DIGITS_TUTORIAL_STORE, as the commands do."""
     out = Path(out).resolve()
     folder = out / LAB_APP_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     def cell(kind, text):
         extra = {"execution_count": None, "outputs": []} if kind == "code" else {}
         return {"cell_type": kind, "id": kind, "metadata": {}, "source": text, **extra}
-    title = (f"# Digits lab\n\nOn the Kosh store `{out / STORE_NAME}`: every **Fit** is a run recorded there, "
-             f"and `digits-tutorial runs --out {out}` lists them.")
+    if store is None:
+        title = (f"# Digits lab\n\nOn the Kosh store `{out / STORE_NAME}`: every **Fit** is a run recorded there, "
+                 f"and `digits-tutorial runs --out {out}` lists them.")
+    else:
+        from .classroom import masked_url
+        title = (f"# Digits lab\n\nOn the class store `{masked_url(store)}`: every **Fit** is a run recorded there, "
+                 f"its files in `{out}`, and `digits-tutorial runs --board` ranks the class.")
     code = f"from digits_tutorial.widgets import open_lab\nopen_lab({str(out)!r})"
     notebook = {"cells": [cell("markdown", title), cell("code", code)], "nbformat": 4, "nbformat_minor": 5,
                 "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}}}
@@ -531,12 +537,13 @@ def _free_port() -> int:
 
 
 class LabServer:
-    "The lab on the store of folder `out` as a web app: a Voila server on 127.0.0.1 in a process of its own; a context manager."
+    """The lab on the store of folder `out` (or on the class store at `store`, its files in `out`) as a web app: a Voila server
+    on 127.0.0.1 in a process of its own; a context manager."""
 
-    def __init__(self, out, port=None, timeout=60):
+    def __init__(self, out, port=None, timeout=60, store=None):
         if port is not None and not 0 < int(port) < 65536:
             raise ValueError(f"port {port}: expected a number from 1 to 65535")
-        self.out, self.port, self.timeout = Path(out), int(port or _free_port()), timeout
+        self.out, self.port, self.timeout, self.store = Path(out), int(port or _free_port()), timeout, store
         self.process, self.url = None, f"http://127.0.0.1:{self.port}/"
         self.log_path = self.out.resolve() / LAB_APP_FOLDER / "voila.log"
 
@@ -544,12 +551,15 @@ class LabServer:
         "Start Voila and wait until it answers on its port; its address."
         if not _port_is_free(self.port):
             raise OSError(f"port {self.port} on 127.0.0.1 is in use: choose another with --port")
-        notebook = lab_app_notebook(self.out)
+        notebook = lab_app_notebook(self.out, self.store)
+        env = dict(os.environ)
+        if self.store is not None: env["DIGITS_TUTORIAL_STORE"] = self.store  # to the app's kernel; in no file, no argument
+        else: env.pop("DIGITS_TUTORIAL_STORE", None)  # the folder's store, as the title says
         cmd = [sys.executable, "-m", "voila", str(notebook), "--no-browser", f"--port={self.port}", "--Voila.ip=127.0.0.1",
                "--Voila.port_retries=0", "--strip_sources=True", "--show_tracebacks=True"]  # an error says what went wrong
         with open(self.log_path, "w") as log:  # the child keeps its own copy of the file
             self.process = subprocess.Popen(cmd, cwd=notebook.parent, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)  # Ctrl-C reaches us, not it
+                                            stdin=subprocess.DEVNULL, start_new_session=True, env=env)  # Ctrl-C reaches us, not it
         deadline = time.monotonic() + self.timeout
         while not self._answers():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -592,22 +602,26 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def serve_lab(out="results", port=LAB_PORT, open_browser=True, quiet=False):
-    "Serve the lab on the store in `out` (made first, as `digits-tutorial run` makes it, if none) with Voila, until Ctrl-C."
+def serve_lab(out="results", port=LAB_PORT, open_browser=True, quiet=False, store=None):
+    """Serve the lab on the store in `out` (made first, as `digits-tutorial run` makes it, if none) with Voila, until Ctrl-C;
+    or on the class store at `store` (or DIGITS_TUTORIAL_STORE), which a first run has made."""
+    from .classroom import class_store_url, masked_url, open_store
     import importlib.util
     if importlib.util.find_spec("voila") is None:
         raise OSError("the lab app needs Voila, which the lessons extra installs: "
                       'pip install -e ".[lessons]" in the project\'s folder')
-    server = LabServer(out, port)
+    store = class_store_url(store)
+    server = LabServer(out, port, store=store)
     if not _port_is_free(server.port):
         raise OSError(f"port {server.port} on 127.0.0.1 is in use: choose another with --port")
-    if (Path(out) / STORE_NAME).is_file(): relocate_store(Path(out) / STORE_NAME)  # moved: re-pointed here, not in the app
+    if store is not None: open_store(out, store)  # there, and a class store: one line now, not an error in the page
+    elif (Path(out) / STORE_NAME).is_file(): relocate_store(Path(out) / STORE_NAME)  # moved: re-pointed here, not in the app
     else: prepare_store(out, quiet=quiet)  # the store `digits-tutorial run` makes: the bundled digits, its split
     main_thread = threading.current_thread() is threading.main_thread()
     before = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # `kill` stops the lab as Ctrl-C does
     try:
         with server:
-            print(f"the lab on {Path(out) / STORE_NAME}: {server.url} (Ctrl-C stops it)", flush=True)
+            print(f"the lab on {Path(out) / STORE_NAME if store is None else masked_url(store)}: {server.url} (Ctrl-C stops it)", flush=True)
             if open_browser:
                 import webbrowser
                 webbrowser.open(server.url)

@@ -342,3 +342,37 @@ def test_the_board_ranks_by_validation_never_by_test():
         (1, "cy", 0.97, "cross-validation"), (2, "ada", 0.95, "validation"), (3, "bo", 0.93, "validation"),
         (4, "ed", 0.93, "validation"), (None, "di", None, None)]
     assert board[1]["id"] == "ada-2" and board[1]["runs"] == 2 and "accuracy_test" not in board[1]
+
+
+@pytest.mark.parametrize("given", ["environment", "--store"])
+def test_the_lab_app_opens_a_class_store_and_keeps_its_password_to_itself(server, tmp_path, given):
+    "`digits-tutorial lab` on a class store, its address in DIGITS_TUTORIAL_STORE or --store: served by Voila, the address masked."
+    import select
+    import urllib.request
+    from test_browser import _free_port
+    from test_lab_app import PAGE_TIMEOUT, START_TIMEOUT, STOPPED, ctrl_c, end, isolated_jupyter
+    url = server.new_database(f"lab_app_{given.strip('-')}")
+    run_tutorial(tmp_path / "ada", store=url, learner="ada", quiet=True)
+    port, out = _free_port(), tmp_path / "grace"
+    env = isolated_jupyter(tmp_path / "jupyter")
+    env.pop(STORE_VARIABLE, None)
+    command = [str(SCRIPT), "lab", "--out", str(out), "--no-browser", "--port", str(port)]
+    if given == "--store": command += ["--store", url]
+    else: env[STORE_VARIABLE] = url
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT)
+        line = process.stdout.readline() if ready else ""
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=PAGE_TIMEOUT) as response:
+            page = response.read().decode()
+        status, err, _ = ctrl_c(process)
+    finally:
+        end(process)
+    assert line == f"the lab on {masked_url(url)}: http://127.0.0.1:{port}/ (Ctrl-C stops it)\n"
+    assert "application/vnd.jupyter.widget-view+json" in page and "Traceback" not in page  # the lab, opened in the kernel
+    assert f"On the class store <code>{masked_url(url)}</code>" in page
+    assert (status, err) == (0, STOPPED)
+    assert not (out / "store.sql").exists()  # the class store, not a folder's own
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert written and not any(server.password.encode() in p.read_bytes() for p in written)  # the app's notebook, Voila's log
+    assert server.password not in page
