@@ -116,7 +116,7 @@ def make_parser() -> argparse.ArgumentParser:
     bench.add_argument("--obvious-sample", type=int, default=100, metavar="N",
                        help="digits the obvious code stores one by one, the rest extrapolated (default 100; 1797 for all)")
     lab = commands.add_parser("lab", help="open the lab on a folder's store as a web app (Voila)",
-                              description="Serve the lab of lesson 12 on the store in --out as a web app, until Ctrl-C.")
+                              description="Serve the lab of lesson 12 on the store in --out, or on a class store (--store), as a web app, until Ctrl-C.")
     _out_option(lab, "the folder of the store, made first if there is none; with a class store, of your files (default: results)")
     _store_option(lab)
     lab.add_argument("--port", type=int, default=8866, help="the port on 127.0.0.1 (default 8866)")

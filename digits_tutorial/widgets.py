@@ -490,7 +490,7 @@ LAB_PORT = 8866  # Voila's own default port
 def open_lab(out, store=None) -> DigitsLab:
     """The lab on the Kosh store of folder `out` (as `digits-tutorial run` leaves it), saving its matrices into `out`;
     or, given `store` or the environment variable DIGITS_TUTORIAL_STORE, on that class store (lesson 14)."""
-    from .classroom import open_store
+    from digits_tutorial.classroom import open_store
     out = Path(out).resolve()
     return DigitsLab(open_store(out, store), out_folder=out)
 
@@ -508,7 +508,7 @@ def lab_app_notebook(out, store=None) -> Path:
         title = (f"# Digits lab\n\nOn the Kosh store `{out / STORE_NAME}`: every **Fit** is a run recorded there, "
                  f"and `digits-tutorial runs --out {out}` lists them.")
     else:
-        from .classroom import masked_url
+        from digits_tutorial.classroom import masked_url
         title = (f"# Digits lab\n\nOn the class store `{masked_url(store)}`: every **Fit** is a run recorded there, "
                  f"its files in `{out}`, and `digits-tutorial runs --board` ranks the class.")
     code = f"from digits_tutorial.widgets import open_lab\nopen_lab({str(out)!r})"
@@ -605,7 +605,7 @@ def _interrupt(signum, frame):
 def serve_lab(out="results", port=LAB_PORT, open_browser=True, quiet=False, store=None):
     """Serve the lab on the store in `out` (made first, as `digits-tutorial run` makes it, if none) with Voila, until Ctrl-C;
     or on the class store at `store` (or DIGITS_TUTORIAL_STORE), which a first run has made."""
-    from .classroom import class_store_url, masked_url, open_store
+    from digits_tutorial.classroom import class_store_url, masked_url, open_store
     import importlib.util
     if importlib.util.find_spec("voila") is None:
         raise OSError("the lab app needs Voila, which the lessons extra installs: "

@@ -357,3 +357,25 @@ def test_ctrl_c_during_imports_or_work_is_one_line(tmp_path, after):
         return
     assert proc.returncode == 130 and err == "digits-tutorial: interrupted\n", err
     assert not out.exists() or not [p for p in out.rglob("*") if "partial" in p.name]  # nothing half-written
+
+
+def test_the_readme_travel_commands_work_as_written(tmp_path):
+    "The README's 'Results that travel' block, line by line in a shell, RUN_ID replaced by the id `runs` printed first."
+    from test_readme_install import code_blocks
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    [block] = code_blocks(readme.split("\n## Results that travel\n", 1)[1].split("\n## ", 1)[0])
+    env = dict(os.environ, MPLBACKEND="Agg", PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env.pop("DIGITS_TUTORIAL_STORE", None)
+    run_id, said = None, {}
+    for line in block:
+        command = line.split("#", 1)[0].strip()
+        if "RUN_ID" in command: command = command.replace("RUN_ID", run_id)
+        done = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, (line, done.stderr)
+        said[command.split()[1] if command.startswith("digits-tutorial") else command.split()[0]] = done.stdout
+        if command.startswith("digits-tutorial runs"): run_id = done.stdout.splitlines()[2].split()[0]
+    assert not (tmp_path / "results").exists() and "all 1,797 predictions are the same" in said["rerun"]
+    moved, theirs = (json.loads(subprocess.run(["digits-tutorial", "runs", "--out", folder, "--json"], cwd=tmp_path, env=env,
+                                               capture_output=True, text=True, check=True).stdout) for folder in ("moved", "theirs"))
+    assert [r["id"] for r in moved] == [run_id] and run_id in [r["id"] for r in theirs] and len(theirs) == 2
+    assert not inside(tmp_path / "moved", files_of(tmp_path / "moved" / STORE_NAME))  # every file of the moved store is its own
