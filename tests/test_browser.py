@@ -195,12 +195,10 @@ def jupyter_lab(tmp_path_factory, root, stages):
 
 # --- Chromium -----------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def browser_page(jupyter_lab, stages):
-    "A Chromium page that may reach the JupyterLab server only; yields (page, list of blocked addresses)."
+@contextmanager
+def local_chromium_page(origin, stages):
+    "A headless Chromium page that may reach `origin` only (and data: and blob: addresses); yields (page, addresses blocked)."
     from playwright.sync_api import expect, sync_playwright
-    url, _ = jupyter_lab
-    origin = re.match(r"^(http://127\.0\.0\.1:\d+)/", url).group(1)
     blocked = []
 
     def only_local(route):
@@ -221,6 +219,14 @@ def browser_page(jupyter_lab, stages):
             yield context.new_page(), blocked
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser_page(jupyter_lab, stages):
+    "A Chromium page that may reach the JupyterLab server only; yields (page, list of blocked addresses)."
+    url, _ = jupyter_lab
+    with local_chromium_page(re.match(r"^(http://127\.0\.0\.1:\d+)/", url).group(1), stages) as found:
+        yield found
 
 
 # --- helpers on the page ------------------------------------------------------------------------------------

@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from test_browser import (CHROMIUM, CHROMIUM_ARGS, EXPECT_TIMEOUT, FIT_TIMEOUT, UI_TIMEOUT, VIEWPORT, Shots, _free_port,
-                          _missing, cell_titles, html_text, labelled, stages, wait_until)  # noqa: F401 (stages: a fixture)
+from test_browser import (CHROMIUM, FIT_TIMEOUT, UI_TIMEOUT, Shots, _free_port, _missing, cell_titles, html_text, labelled,
+                          local_chromium_page, stages, wait_until)  # noqa: F401 (stages: a fixture)
 from test_browser_draw import SEVEN, UI_SECONDS, stroke
 from test_lab_app import PAGE_TIMEOUT, STOPPED, ctrl_c, end, isolated_jupyter, start_lab
 
@@ -58,30 +58,9 @@ def app(tmp_path_factory, cli, stages):
 @pytest.fixture(scope="module")
 def app_page(app, stages):
     "A Chromium page that may reach the app's server only; yields (page, addresses it tried elsewhere)."
-    from playwright.sync_api import expect, sync_playwright
     url, _, _ = app
-    origin = url.rstrip("/")
-    elsewhere = []
-
-    def only_local(route):
-        address = route.request.url
-        if address.startswith((origin + "/", "data:", "blob:")):
-            route.continue_()
-        else:
-            elsewhere.append(address)
-            route.abort()
-
-    with sync_playwright() as p:
-        with stages.stage("Chromium starts"):
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport=VIEWPORT)
-            context.set_default_timeout(UI_TIMEOUT)
-            expect.set_options(timeout=EXPECT_TIMEOUT)
-            context.route("**/*", only_local)
-            yield context.new_page(), elsewhere
-        finally:
-            browser.close()
+    with local_chromium_page(url.rstrip("/"), stages) as found:
+        yield found
 
 
 def runs_listed(cli, out) -> list[dict]:

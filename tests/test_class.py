@@ -23,7 +23,7 @@ from digits_tutorial.images import image_name
 from digits_tutorial.plumbing import digit_records, insert_server_records, store_user_id
 from digits_tutorial.runs import load_run, run_rows, run_tutorial
 from digits_tutorial.split import split_digits
-from digits_tutorial.store import connect_store, digit_metadata, store_digits, store_folder
+from digits_tutorial.store import connect_store, digit_metadata, store_digits
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(sys.executable).with_name("digits-tutorial")

@@ -24,6 +24,8 @@ import pytest
 
 from test_browser import SCALE_HINT, TIMEOUT_SCALE, _free_port
 
+from digits_tutorial.widgets import _port_is_free as port_is_free  # what the command checks before it starts
+
 SCRIPT = Path(sys.executable).with_name("digits-tutorial")
 START_TIMEOUT = 90 * TIMEOUT_SCALE   # seconds for the command to make a store if need be and print the address
 PAGE_TIMEOUT = 120 * TIMEOUT_SCALE   # seconds for Voila to run the app's notebook and send the page
@@ -73,15 +75,6 @@ def ctrl_c(process) -> tuple[int, str, float]:
         process.kill()
         pytest.fail(f"Ctrl-C did not stop digits-tutorial lab within {STOP_TIMEOUT:g} s ({SCALE_HINT})")
     return process.returncode, err, time.monotonic() - start
-
-
-def port_is_free(port: int) -> bool:
-    "Whether a new server could listen on `port` (as servers bind, with SO_REUSEADDR: closed connections do not count)."
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try: s.bind(("127.0.0.1", port))
-        except OSError: return False
-    return True
 
 
 def kill_family(processes):

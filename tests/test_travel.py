@@ -9,13 +9,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 import zipfile
 from pathlib import Path
 
 import kosh
-import numpy as np
 import pytest
 
 from digits_tutorial.store import STORE_NAME
