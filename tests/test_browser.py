@@ -134,15 +134,20 @@ def _missing(reason: str):
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
-def jupyter_lab(tmp_path_factory, root, stages):
-    "A JupyterLab serving a copy of the lessons on 127.0.0.1; yields (url of the lab lesson, folder served)."
+def need_chromium_and_playwright():
+    "Fail (in CI) or skip (elsewhere) with one line if Debian's Chromium or Playwright for Python is missing."
     if not CHROMIUM:
         _missing("Debian's Chromium is not installed (no /usr/bin/chromium, no `chromium` on PATH)")
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError as err:
         _missing(f"Playwright for Python is not installed ({err})")
+
+
+@pytest.fixture(scope="module")
+def jupyter_lab(tmp_path_factory, root, stages):
+    "A JupyterLab serving a copy of the lessons on 127.0.0.1; yields (url of the lab lesson, folder served)."
+    need_chromium_and_playwright()
     base = tmp_path_factory.mktemp("jupyterlab")
     lessons = base / "lessons"
     shutil.copytree(root / "nbs", lessons, ignore=shutil.ignore_patterns("lesson-output", ".ipynb_checkpoints"))

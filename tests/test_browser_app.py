@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from test_browser import (CHROMIUM, FIT_TIMEOUT, UI_TIMEOUT, Shots, _free_port, _missing, cell_titles, html_text, labelled,
+from test_browser import (FIT_TIMEOUT, UI_TIMEOUT, Shots, _free_port, cell_titles, html_text, labelled, need_chromium_and_playwright,
                           local_chromium_page, stages, wait_until)  # noqa: F401 (stages: a fixture)
 from test_browser_draw import SEVEN, UI_SECONDS, stroke
 from test_lab_app import PAGE_TIMEOUT, STOPPED, ctrl_c, end, isolated_jupyter, start_lab
@@ -35,12 +35,7 @@ VOILA_CDN = re.compile(r"^https://cdn\.jsdelivr\.net/npm/@fortawesome/fontawesom
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, cli, stages):
     "The lab app on a folder holding two runs, served by `digits-tutorial lab`; yields (address, folder, process)."
-    if not CHROMIUM:
-        _missing("Debian's Chromium is not installed (no /usr/bin/chromium, no `chromium` on PATH)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError as err:
-        _missing(f"Playwright for Python is not installed ({err})")
+    need_chromium_and_playwright()
     base = tmp_path_factory.mktemp("browser-app")
     out = base / "results"
     with stages.stage("two runs made by digits-tutorial run"):
