@@ -489,15 +489,19 @@ LAB_PORT = 8866  # Voila's own default port
 
 def open_lab(out, store=None) -> DigitsLab:
     """The lab on the Kosh store of folder `out` (as `digits-tutorial run` leaves it), saving its matrices into `out`;
-    or, given `store` or the environment variable DIGITS_TUTORIAL_STORE, on that class store (lesson 14)."""
-    from digits_tutorial.classroom import open_store
+    or, given the address `store`, on that class store (lesson 14), the learner's files in `out`."""
     out = Path(out).resolve()
-    return DigitsLab(open_store(out, store), out_folder=out)
+    if store is not None:
+        from digits_tutorial.classroom import open_store
+        return DigitsLab(open_store(out, store), out_folder=out)
+    if not (out / STORE_NAME).is_file():
+        raise FileNotFoundError(f"{out / STORE_NAME}: no store here; `digits-tutorial run --out {out}` makes one")
+    return DigitsLab(connect_store(out / STORE_NAME), out_folder=out)
 
 
 def lab_app_notebook(out, store=None) -> Path:
     """Write the notebook that Voila serves as the lab app, a title and `open_lab` on folder `out`, into `out/.lab/`; its path.
-    A class store's address is not written: the app reads it from DIGITS_TUTORIAL_STORE, as the commands do."""
+    A class store's address is not written: the app reads it from DIGITS_TUTORIAL_STORE, which `LabServer` sets."""
     out = Path(out).resolve()
     folder = out / LAB_APP_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
@@ -511,7 +515,8 @@ def lab_app_notebook(out, store=None) -> Path:
         from digits_tutorial.classroom import masked_url
         title = (f"# Digits lab\n\nOn the class store `{masked_url(store)}`: every **Fit** is a run recorded there, "
                  f"its files in `{out}`, and `digits-tutorial runs --board` ranks the class.")
-    code = f"from digits_tutorial.widgets import open_lab\nopen_lab({str(out)!r})"
+    where = "" if store is None else ", os.environ['DIGITS_TUTORIAL_STORE']"  # an address in the app's environment only
+    code = ("import os\n" if store else "") + f"from digits_tutorial.widgets import open_lab\nopen_lab({str(out)!r}{where})"
     notebook = {"cells": [cell("markdown", title), cell("code", code)], "nbformat": 4, "nbformat_minor": 5,
                 "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}}}
     fd, tmp = tempfile.mkstemp(prefix=".digits-lab.", dir=folder)

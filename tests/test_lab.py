@@ -157,3 +157,15 @@ def test_a_store_without_runs_asks_for_a_fit(tmp_path):
     digits.split = split_digits(digits.y, seed=0)
     lab = DigitsLab(connect_store(build_store(digits, tmp_path / "fresh")), out_folder=tmp_path)
     assert lab.state.result is None and lab.runs.value is None and "No results yet" in lab.status.value
+
+
+def test_open_lab_on_a_folder_opens_that_folder_whatever_the_environment_says(tmp_path, cli, monkeypatch):
+    "A learner of a class (DIGITS_TUTORIAL_STORE set) who opens a folder's lab, as lesson 12 does, gets that folder's runs."
+    from digits_tutorial.widgets import open_lab
+    out = tmp_path / "results"
+    done = cli("run", "--out", out, "--quiet")
+    assert done.returncode == 0, done.stderr
+    monkeypatch.setenv("DIGITS_TUTORIAL_STORE", "mysql+pymysql://class:secret@127.0.0.1:9/digits_class")  # nothing answers
+    lab = open_lab(out)
+    assert [label for label, _ in lab.state.runs()] == [label for label, _ in LabState(connect_store(out / "store.sql")).runs()]
+    assert len(lab.state.runs()) == 1
