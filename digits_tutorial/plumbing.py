@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import logging
 import os
@@ -22,11 +23,11 @@ from datetime import datetime
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['CHECKED_VERSIONS', 'bulk_supported', 'fast_sha', 'digit_records', 'sina_rows', 'insert_records', 'open_new_store',
-           'new_store', 'close_store', 'insert_server_records', 'store_user_id', 'read_records', 'records_of_kind',
-           'read_record', 'repoint_records', 'file_uris', 'make_public', 'replace_path', 'uninterrupted',
-           'replace_copy', 'folder_lock', 'store_for_this_thread', 'safe_members', 'unpack_all_or_nothing',
-           'quiet_logger', 'say', 'phase', 'add_phase', 'write_phases', 'helper_process']
+__all__ = ['CHECKED_VERSIONS', 'bulk_supported', 'quick_kosh_version', 'fast_sha', 'digit_records', 'sina_rows', 'insert_records',
+           'open_new_store', 'new_store', 'close_store', 'insert_server_records', 'store_user_id', 'read_records',
+           'records_of_kind', 'read_record', 'repoint_records', 'file_uris', 'make_public', 'replace_path',
+           'uninterrupted', 'replace_copy', 'folder_lock', 'store_for_this_thread', 'safe_members',
+           'unpack_all_or_nothing', 'quiet_logger', 'say', 'phase', 'add_phase', 'write_phases', 'helper_process']
 
 # %% ../nbs/90_under_the_hood.ipynb #90a0b006
 CHECKED_VERSIONS = {"kosh": ((3, 5), (3, 6)), "llnl-sina": ((1, 16), (2, 0))}  # [low, high) of (major, minor)
@@ -44,6 +45,19 @@ def bulk_supported() -> bool:
         return all(low <= _major_minor(version(name)) < high for name, (low, high) in CHECKED_VERSIONS.items())
     except PackageNotFoundError:
         return False
+
+# %% ../nbs/90_under_the_hood.ipynb #b7e1c002
+def quick_kosh_version():
+    "Answer Kosh's version check (made at every connect) from `importlib.metadata`, not `pkg_resources`; for the checked Kosh versions only."
+    import kosh.utils
+    if hasattr(kosh.utils.version, "__wrapped__") or not bulk_supported(): return  # done already, or a Kosh not checked
+    from importlib.metadata import version as installed
+    original = kosh.utils.version
+
+    @functools.wraps(original)
+    def version(comparable=False):
+        return original(comparable) if comparable else installed("kosh")
+    kosh.utils.version = version
 
 # %% ../nbs/90_under_the_hood.ipynb #90a0b009
 def fast_sha(uri) -> str:
@@ -380,13 +394,14 @@ def add_phase(name, seconds):
 
 
 def write_phases(path=None):
-    "Write this process's phases and peak memory (MiB, itself and its children) as JSON to `path` (default: `$DIGITS_TUTORIAL_PHASES`, if set)."
+    "Write this process's phases, peak memory (MiB, itself and its children) and the moment it wrote them as JSON to `path` (default: `$DIGITS_TUTORIAL_PHASES`, if set)."
     import resource
     path = path or os.environ.get("DIGITS_TUTORIAL_PHASES")
     if not path: return
     mib = lambda who: resource.getrusage(who).ru_maxrss / 1024  # kilobytes on Linux
     Path(path).write_text(json.dumps({"phases": _PHASES, "peak_rss_mib": mib(resource.RUSAGE_SELF),
-                                      "children_peak_rss_mib": mib(resource.RUSAGE_CHILDREN)}))
+                                      "children_peak_rss_mib": mib(resource.RUSAGE_CHILDREN),
+                                      "written_at": time.perf_counter()}))  # the clock every process shares: how long the end took
 
 # %% ../nbs/90_under_the_hood.ipynb #12c2de56
 def _ready(modules) -> float:
@@ -406,7 +421,7 @@ def helper_process(*modules):
         return
     import signal
     pool = multiprocessing.get_context("fork").Pool(1, signal.signal, (signal.SIGINT, signal.SIG_IGN))  # Ctrl-C is the run's
-    pool.imports = pool.apply_async(_ready, (modules,))  # started now: it imports while we work
+    pool.modules, pool.imports = modules, pool.apply_async(_ready, (modules,))  # started now: it imports while we work
     try:
         yield pool
     except BaseException:

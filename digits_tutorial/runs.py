@@ -26,18 +26,19 @@ from .evaluate import accuracies, confusion_matrices, matrix_file_name, predict_
 from .split import SPLITS, check_fractions, split_digits, split_with_test_file
 from .plumbing import (add_phase, folder_lock, helper_process, make_public, phase, read_records, records_of_kind,
                                       replace_copy, replace_path, safe_members, say, uninterrupted)
-from .store import (RUNS_NAME, MissingFiles, prepare_store, read_stored_digits, register_loaders,
+from .store import (RUNS_NAME, STORE_NAME, MissingFiles, prepare_store, read_stored_digits, register_loaders,
                                    add_loaders, store_folder, store_info, store_name)
 from .train import DEFAULT_MODEL, MODELS, fit_model, make_model
 from .improve import augment_digits, check_augment  # the shifts of the lesson on improving a model
 
 # %% auto #0
 __all__ = ['RUN_KIND', 'LEARNER_PATTERN', 'TRUSTED_MODEL_TYPES', 'MODEL_NAME', 'METRICS_NAME', 'SPLIT_NAME', 'RUN_LOADERS',
-           'RUN_COLUMNS', 'ARCHIVE_FORMAT', 'MANIFEST_NAME', 'Run', 'choose_split', 'default_learner', 'check_learner',
-           'fit_augmented', 'run_model', 'run_metadata', 'UntrustedModel', 'save_model', 'load_model',
-           'RunMetricsLoader', 'RunSplitLoader', 'ConfusionMatrixImageLoader', 'SkopsModelLoader', 'run_metrics_json',
-           'json_text', 'show_at_top', 'record_run', 'load_run', 'run_rows', 'runs_table', 'run_tutorial', 'runs_json',
-           'Rerun', 'rerun_run', 'ArchiveRefused', 'export_run', 'import_run']
+           'RUN_COLUMNS', 'FIGURE_MODULES', 'MODEL_MODULES', 'ARCHIVE_FORMAT', 'MANIFEST_NAME', 'Run', 'choose_split',
+           'default_learner', 'check_learner', 'fit_augmented', 'run_model', 'run_metadata', 'UntrustedModel',
+           'save_model', 'load_model', 'RunMetricsLoader', 'RunSplitLoader', 'ConfusionMatrixImageLoader',
+           'SkopsModelLoader', 'run_metrics_json', 'json_text', 'show_at_top', 'record_run', 'load_run', 'run_rows',
+           'runs_table', 'run_tutorial', 'runs_json', 'Rerun', 'rerun_run', 'ArchiveRefused', 'export_run',
+           'import_run']
 
 # %% ../nbs/07_runs.ipynb #7a0c1e06
 RUN_KIND = "run"  # the `kind` of a run's dataset; digits have kind "digit"
@@ -346,21 +347,22 @@ def _timed(function, *args, **kwargs) -> tuple[object, float]:
 
 
 def _write_run_files(run: Run, folder: Path, helper=None) -> list[tuple[str, str, dict]]:
-    "Write a run's files into `folder`, the matrices and the model by `helper` (a `helper_process`) if given; (name, mime type, metadata) of each."
+    "Write a run's files into `folder`: the matrices by `helper` (a `helper_process`) if given, the model too if it imported skops; (name, mime type, metadata) of each."
     shown = {s: m for s, m in run.matrices.items() if run.counts()[s]}  # a split without digits gets no matrix
     about = f"{run.title}, run {run.id}"
     jobs = {"figures": (save_confusion_matrices, (shown, folder), {"about": about})}
     if run.estimator is not None: jobs["model"] = (save_model, (run.estimator, folder / MODEL_NAME), {})
-    if helper is not None:  # the helper draws and saves while we write the rest
-        jobs = {name: helper.apply_async(_timed, (f, *args), kwargs) for name, (f, args, kwargs) in jobs.items()}
+    if helper is not None:  # the helper draws (and saves) while we write the rest
+        jobs = {name: (helper.apply_async(_timed, (f, *args), kwargs) if name == "figures" or set(MODEL_MODULES) <= set(helper.modules)
+                       else (f, args, kwargs)) for name, (f, args, kwargs) in jobs.items()}
     (folder / METRICS_NAME).write_text(json_text(run_metrics_json(run)) + "\n")
     with open(folder / SPLIT_NAME, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["kosh_id", "source", "line", "split", "label", "predicted"])
         writer.writerows(zip(run.ids, run.sources, run.lines.tolist(), run.split, run.labels.tolist(), run.predicted.tolist()))
     done = {}
-    for name, job in jobs.items():
-        if helper is None:
+    for name, job in sorted(jobs.items(), key=lambda item: not isinstance(item[1], tuple)):  # ours first, then the helper's
+        if isinstance(job, tuple):
             with phase(name): done[name] = job[0](*job[1], **job[2])
         else:
             with phase("waiting for the helper"): done[name], seconds = job.get()
@@ -476,6 +478,9 @@ def runs_table(store) -> "pandas.DataFrame":
     return pd.DataFrame(run_rows(store), columns=RUN_COLUMNS)
 
 # %% ../nbs/07_runs.ipynb #856b076d
+FIGURE_MODULES, MODEL_MODULES = ("matplotlib.pyplot", "sklearn.metrics"), ("skops.io",)  # what drawing and saving import
+
+
 def _check_refit(refit, fractions, test_data):
     if refit and test_data is None and not fractions[2]:
         raise ValueError("refit (--refit) fits on train and validation and scores the test split, but the test split is empty: "
@@ -487,13 +492,15 @@ def run_tutorial(out="results", data="bundled", test_data=None, model=DEFAULT_MO
                  augment=None, refit=False, store=None, learner=None) -> dict:
     "Run the whole tutorial into folder `out` (images, Kosh store or the class store at URL `store`, a recorded run of `learner` with its matrices and `metrics.json`); return the metrics."
     params = dict(params or {})
-    with phase("imports"):  # what a run uses, at once: the model's part of scikit-learn, and Kosh with Sina under it
+    with phase("imports"):  # the model's part of scikit-learn, which the helper is forked with
         make_model(model, seed=seed, **params)  # bad settings fail here, before anything is read or written
-        import sina.datastores.sql
     augment = check_augment(augment)
     _check_refit(refit, fractions, test_data)
     learner = default_learner() if learner is None else check_learner(learner)
-    with helper_process("matplotlib.pyplot", "sklearn.metrics", "skops.io") as helper:  # draws and saves on the other core
+    # the helper draws on the other core, and saves the model too unless the digits are stored already (little else to do here)
+    digits_there = store is not None or (not replace and (Path(out) / STORE_NAME).is_file())
+    with helper_process(*FIGURE_MODULES, *(() if digits_there else MODEL_MODULES)) as helper:
+        with phase("imports"): import sina.datastores.sql  # Kosh's database layer, while the helper imports its own
         store, stored, settings = prepare_store(out, data, test_data, fractions, seed, stratify, replace, url, quiet, store)
         fitted = "train and validation" if refit else "train"
         say(f"fitting {MODELS[model].title} on the {fitted} digits read through Kosh{' (shifted, 9x)' if augment else ''}", quiet)

@@ -18,7 +18,7 @@ from kosh import KoshLoader
 from .data import Digits, block_counts, load_digits, read_bitmaps, read_optdigits
 from .images import counts_to_grey, read_digit_image, read_digit_images, save_digit_images
 from .plumbing import (bulk_supported, close_store, digit_records, fast_sha, file_uris, folder_lock,
-                                      insert_records, open_new_store, phase, read_record, read_records, replace_path,
+                                      insert_records, open_new_store, phase, quick_kosh_version, read_record, read_records, replace_path,
                                       repoint_records, say, uninterrupted)
 from .split import check_fractions, split_digits, split_with_test_file
 
@@ -28,6 +28,9 @@ __all__ = ['LOADERS', 'DIGIT_KIND', 'STORE_NAME', 'IMAGES_NAME', 'INFO_ID', 'STO
            'digit_metadata', 'store_digits', 'StoreMismatch', 'store_info', 'on_server', 'store_name', 'store_path',
            'store_folder', 'store_lock', 'results_folder', 'build_store', 'MissingFiles', 'read_stored_digits',
            'recorded_folder', 'relocate_store', 'connect_store', 'prepare_digits', 'split_settings', 'prepare_store']
+
+# %% ../nbs/04_store.ipynb #b7e1c008
+quick_kosh_version()  # Kosh checks its version at every connect: a millisecond this way, not 0.1 s ("Under the hood")
 
 # %% ../nbs/04_store.ipynb #998f8856
 class OptDigitsLoader(KoshLoader):
