@@ -352,9 +352,10 @@ def _write_run_files(run: Run, folder: Path, helper=None) -> list[tuple[str, str
     about = f"{run.title}, run {run.id}"
     jobs = {"figures": (save_confusion_matrices, (shown, folder), {"about": about})}
     if run.estimator is not None: jobs["model"] = (save_model, (run.estimator, folder / MODEL_NAME), {})
-    if helper is not None:  # the helper draws (and saves) while we write the rest
-        jobs = {name: (helper.apply_async(_timed, (f, *args), kwargs) if name == "figures" or set(MODEL_MODULES) <= set(helper.modules)
-                       else (f, args, kwargs)) for name, (f, args, kwargs) in jobs.items()}
+    if helper is not None:  # the helper draws (and saves, if it imported skops) while we write the rest
+        theirs = {"figures"} | ({"model"} if set(MODEL_MODULES) <= set(helper.modules) else set())
+        jobs = {name: helper.apply_async(_timed, (f, *args), kwargs) if name in theirs else (f, args, kwargs)
+                for name, (f, args, kwargs) in jobs.items()}
     (folder / METRICS_NAME).write_text(json_text(run_metrics_json(run)) + "\n")
     with open(folder / SPLIT_NAME, "w", newline="") as f:
         writer = csv.writer(f)
