@@ -414,7 +414,7 @@ def _ready(modules) -> float:
 
 @contextmanager
 def helper_process(*modules):
-    "A `multiprocessing` pool of one process forked from this one, importing `modules` at once; None where fork is not available."
+    "A `multiprocessing` pool of one process forked from this one, importing `modules` at once (kept as `.modules`); None where fork is not available."
     import multiprocessing
     if "fork" not in multiprocessing.get_all_start_methods():
         yield None
