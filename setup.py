@@ -9,7 +9,8 @@ cfg = config["DEFAULT"]
 
 requirements = cfg.get("requirements", "").split()
 lessons_requirements = cfg.get("lessons_requirements", "").split()
-dev_requirements = lessons_requirements + cfg.get("dev_requirements", "").split()  # dev: the lessons and the test tools
+docs_requirements = cfg.get("docs_requirements", "").split()
+dev_requirements = lessons_requirements + docs_requirements + cfg.get("dev_requirements", "").split()  # dev: all of them
 licenses = {"apache2": ("Apache Software License 2.0", "OSI Approved :: Apache Software License")}
 statuses = ["1 - Planning", "2 - Pre-Alpha", "3 - Alpha", "4 - Beta", "5 - Production/Stable"]
 lic = licenses[cfg["license"]]
@@ -37,7 +38,7 @@ setuptools.setup(
     include_package_data=True,
     python_requires=">=" + min_python,
     install_requires=requirements,
-    extras_require={"lessons": lessons_requirements, "dev": dev_requirements},
+    extras_require={"lessons": lessons_requirements, "docs": docs_requirements, "dev": dev_requirements},
     entry_points={
         "console_scripts": cfg.get("console_scripts", "").split(),
         "nbdev": [f'{cfg["lib_path"]}={cfg["lib_path"]}._modidx:d'],

@@ -15,23 +15,21 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from .data import Digits
 from .images import save_digit_images
-from .plumbing import (bulk_supported, digit_records, fast_sha, insert_server_records, read_records, replace_path,
-                                      say, store_user_id)
-from .store import (DIGIT_KIND, FOLDER_ATTRIBUTE, IMAGES_NAME, INFO_ID, STORE_NAME, StoreMismatch, _describe,
-                                   connect_store, digit_metadata, results_folder, store_digits, store_info, store_name)
+from .plumbing import (STORE_VARIABLE, _connect, aligned, bulk_supported, check_store_url, class_store_url,
+                                      digit_records, fast_sha, folder_lock, insert_server_records, masked_url, read_records,
+                                      replace_path, say, server_errors, server_lock, store_user_id, work_in_progress)
+from .store import (DIGIT_KIND, IMAGES_NAME, STORE_NAME, StoreMismatch, _describe, connect_store, digit_metadata,
+                                   read_and_split, read_stored_digits, results_folder, store_digits, store_info, store_name)
 
 # %% auto #0
-__all__ = ['MARIADB_VARIABLE', 'STORE_VARIABLE', 'DRIVERS', 'URL_FORM', 'READ_COMMITTED', 'LocalMariaDB', 'masked_url',
-           'check_store_url', 'class_store_url', 'server_lock', 'read_committed', 'server_error',
-           'connect_server_store', 'server_store_info', 'check_class_store', 'write_class_digits', 'class_store',
-           'check_class_made', 'class_board', 'board_text', 'open_store']
+__all__ = ['MARIADB_VARIABLE', 'BOARD_SECONDS', 'LocalMariaDB', 'check_class_store', 'write_class_digits', 'class_store',
+           'prepare_class_store', 'check_class_made', 'class_board', 'board_text', 'open_store', 'ClassProgress',
+           'progress_html', 'best_runs_html', 'TeacherBoard', 'open_board']
 
 # %% ../nbs/14_class.ipynb #c1a55e05
 def _free_port() -> int:
@@ -88,14 +86,25 @@ class LocalMariaDB:
                                "--auth-root-authentication-method=normal", "--skip-test-db"], capture_output=True, text=True)
         if made.returncode: self._fail(f"mariadb-install-db failed: {(made.stderr or made.stdout).strip()[-400:]}")
         self.port = _free_port()
+        self._launch(timeout)
+        self.new_database(self.database)
+        return self
+
+    def _launch(self, timeout):
+        "Start `mariadbd` on the data folder and the port, and wait until it answers."
         self.process = subprocess.Popen(
-            [_program("mariadbd"), "--no-defaults", f"--datadir={data}", "--bind-address=127.0.0.1", f"--port={self.port}",
-             f"--socket={self.folder / 'mariadb.sock'}", f"--pid-file={self.folder / 'mariadb.pid'}", f"--user={me}",
-             "--skip-name-resolve", f"--log-error={self.folder / 'error.log'}"],
+            [_program("mariadbd"), "--no-defaults", f"--datadir={self.folder / 'data'}", "--bind-address=127.0.0.1",
+             f"--port={self.port}", f"--socket={self.folder / 'mariadb.sock'}", f"--pid-file={self.folder / 'mariadb.pid'}",
+             f"--user={getpass.getuser()}", "--skip-name-resolve", f"--log-error={self.folder / 'error.log'}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_stop_with_parent)
         atexit.register(self.stop)  # and stopped when Python ends, should nobody call `stop`
         self._root(timeout).close()
-        self.new_database(self.database)
+
+    def restart(self, timeout=120) -> LocalMariaDB:
+        "Start the server again on its data and its port, after it stopped (a crash, say): what it had committed is there again."
+        if self.running: return self
+        if self.folder is None or not (self.folder / "data").is_dir(): raise RuntimeError("the server was never started")
+        self._launch(timeout)
         return self
 
     def _root(self, timeout=10):
@@ -145,147 +154,6 @@ class LocalMariaDB:
     def __enter__(self): return self.start()
     def __exit__(self, *exc): self.stop()
 
-# %% ../nbs/14_class.ipynb #c1a55e0b
-STORE_VARIABLE = "DIGITS_TUTORIAL_STORE"  # the class store's address, for commands and the lab
-DRIVERS = ("mysql+pymysql", "mariadb+pymysql")  # SQLAlchemy's names for MariaDB and MySQL through PyMySQL
-URL_FORM = "mysql+pymysql://USER:PASSWORD@HOST:PORT/DATABASE"
-
-
-def _parsed(url):
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-    try: return make_url(str(url)) if "://" in str(url) else None
-    except (ArgumentError, ValueError): return None
-
-
-def masked_url(url) -> str:
-    "`url` as it may be shown: its password written `***`, and without the connection options the project adds."
-    parsed = _parsed(url)
-    if parsed is None: return "(not a database address)"
-    shown = parsed.set(query={k: v for k, v in parsed.query.items() if k != "init_command"})
-    return shown.render_as_string(hide_password=True)
-
-
-def check_store_url(url) -> str:
-    "`url`, checked as the address of a class store: a MariaDB or MySQL database through PyMySQL, with a host and a database."
-    parsed = _parsed(url)
-    if parsed is None:  # not shown: what cannot be read as an address may still hold a password
-        raise ValueError(f"the class store (--store, or ${STORE_VARIABLE}) is not a database address; expected {URL_FORM}")
-    if parsed.drivername not in DRIVERS:
-        raise ValueError(f"{masked_url(url)}: a class store is a MariaDB or MySQL database reached through PyMySQL; "
-                         f"expected {URL_FORM}")
-    if not parsed.host or not parsed.database:
-        raise ValueError(f"{masked_url(url)}: names no host or no database; expected {URL_FORM}")
-    return str(url)
-
-
-def class_store_url(store=None) -> str | None:
-    "The class store's address: `store` if given, else the environment variable DIGITS_TUTORIAL_STORE, else None; checked."
-    url = store or os.environ.get(STORE_VARIABLE) or None
-    return None if url is None else check_store_url(url)
-
-# %% ../nbs/14_class.ipynb #c1a55e1a
-_HELD = {}  # (address, lock name, thread) -> [connection, depth]: the server locks this process holds
-
-
-def _lock_name(url, name) -> str:
-    return f"digits-tutorial/{_parsed(url).database}/{name}"[:64]  # a lock's name: server-wide, 64 characters at most
-
-
-def _connect(url):
-    "An SQLAlchemy engine of `url` and a connection of it (READ COMMITTED); one line if the server refuses."
-    import sqlalchemy
-    engine = sqlalchemy.create_engine(read_committed(url), poolclass=sqlalchemy.pool.NullPool)
-    try:
-        return engine, engine.connect()
-    except _database_errors() as err:
-        engine.dispose()
-        raise server_error(url, err) from None
-
-
-@contextmanager
-def server_lock(url, name="store", timeout=600):
-    "Hold MariaDB's lock `name` of the database at `url` (`GET_LOCK`) inside the `with`: processes anywhere take turns."
-    import sqlalchemy
-    key = (str(url), name, threading.get_ident())
-    if key in _HELD:  # this thread holds it already
-        _HELD[key][1] += 1
-        try: yield
-        finally: _HELD[key][1] -= 1
-        return
-    parsed = _parsed(url)
-    engine, connection = _connect(url)
-    try:
-        query = sqlalchemy.text("SELECT GET_LOCK(:name, :timeout)")
-        if connection.execute(query, {"name": _lock_name(url, name), "timeout": timeout}).scalar() != 1:
-            raise TimeoutError(f"{parsed.host}:{parsed.port or 3306}: waited {timeout} s for the class store's lock "
-                               f"{_lock_name(url, name)!r}, which another run holds; try again")
-        _HELD[key] = [connection, 1]
-        try: yield
-        finally:
-            del _HELD[key]
-            connection.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:name)"), {"name": _lock_name(url, name)})
-    finally:
-        connection.close()
-        engine.dispose()
-
-# %% ../nbs/14_class.ipynb #c1a55e12
-READ_COMMITTED = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"
-
-
-def read_committed(url) -> str:
-    "`url` with the option that makes each of its connections READ COMMITTED: every query sees what others committed before it."
-    return _parsed(url).update_query_dict({"init_command": READ_COMMITTED}).render_as_string(hide_password=False)
-
-
-def _database_errors() -> tuple:
-    import pymysql
-    from sqlalchemy.exc import DBAPIError
-    return DBAPIError, pymysql.err.MySQLError
-
-
-def server_error(url, err) -> OSError:
-    "The error `err` of the server at `url` as one line that names its host and port (never the password) and says what to do."
-    parsed = _parsed(url)
-    where, user, database = f"{parsed.host}:{parsed.port or 3306}", parsed.username, parsed.database
-    said = getattr(err, "orig", err).args
-    code, said = (said[0], str(said[1])) if len(said) > 1 and isinstance(said[0], int) else (None, type(err).__name__)
-    if code == 1045:
-        return PermissionError(f"{where}: the MariaDB server refused user {user!r}: a wrong password, or no such user for "
-                               f"this host; check the address in --store or ${STORE_VARIABLE}")
-    if code in (2002, 2003, 2005, 2006, 2013):
-        return ConnectionError(f"{where}: no MariaDB server answers there ({said}); check the host and port of the class "
-                               "store's address, or ask the teacher whether the server runs")
-    if code == 1049:
-        return FileNotFoundError(f"{where}: the server has no database {database!r}; the teacher makes it: "
-                                 f"CREATE DATABASE {database} CHARACTER SET latin1")
-    if code in (1044, 1142):
-        return PermissionError(f"{where}: user {user!r} may not use database {database!r} ({said}); the teacher grants it: "
-                               f"GRANT ALL ON {database}.* TO '{user}'@'%'")
-    if code == 1071:
-        return OSError(f"{where}: Sina's tables do not fit in the character set of database {database!r} ({said}); the teacher "
-                       f"makes it again with CHARACTER SET latin1")
-    return OSError(f"{where}: the MariaDB server said: {said}")
-
-
-def connect_server_store(url, folder=None, read_only=False):
-    "Open the Kosh store on the database server at `url`, every connection READ COMMITTED, this learner's files in `folder`."
-    import kosh
-    check_store_url(url)
-    try:
-        with server_lock(url):  # the first connection to an empty database makes Sina's tables: one process at a time
-            store = kosh.connect(read_committed(url), read_only=read_only)
-    except _database_errors() as err:
-        raise server_error(url, err) from None
-    setattr(store, FOLDER_ATTRIBUTE, None if folder is None else str(results_folder(folder)))  # see `store_folder`
-    return store
-
-
-def server_store_info(store) -> dict | None:
-    "What the class store `store` holds, as `store_info` says of a file, read with Kosh's `find_ensembles`; None at first."
-    found = list(store.find_ensembles(id_pool=[INFO_ID]))
-    return {k: v for k, v in found[0].list_attributes(dictionary=True).items() if k != "id"} if found else None
-
 # %% ../nbs/14_class.ipynb #c1a55e1d
 def check_class_store(store, replace=False) -> str:
     "`store`, checked before any data is read: a class store's address, a server that lets its user in, and no `replace`."
@@ -310,14 +178,12 @@ def write_class_digits(store, digits: Digits, folder, split_settings=None, progr
     "Write split `digits` into the class store `store`, which holds none: PNGs in `folder/images`, datasets in one transaction."
     if digits.split is None: raise ValueError("the digits have no splits yet; set `digits.split` (see `split_digits`) first")
     folder = results_folder(folder, make=True)
-    partial = Path(tempfile.mkdtemp(prefix=".images.partial-", dir=folder))
-    try:
-        paths = save_digit_images(digits, partial, progress=progress)
-        uris = [str(folder / IMAGES_NAME / p.name) for p in paths]
-        shas = [fast_sha(str(p)) for p in paths]
-        replace_path(partial, folder / IMAGES_NAME)  # the images first: no dataset ever points at a file not there
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
+    with folder_lock(folder):  # partial files are made under the folder's lock, as `build_store` makes them
+        with work_in_progress(".images.partial-", folder) as partial:  # gone at the end, unless moved into place
+            paths = save_digit_images(digits, partial, progress=progress)
+            uris = [str(folder / IMAGES_NAME / p.name) for p in paths]
+            shas = [fast_sha(str(p)) for p in paths]
+            replace_path(partial, folder / IMAGES_NAME)  # the images first: no dataset ever points at a file not there
     _remove_cut_short(store)
     if bulk_supported():  # the records of `store_digits`, in one transaction
         metadata = [digit_metadata(digits, i) for i in range(len(digits))]
@@ -344,6 +210,20 @@ def class_store(url, digits: Digits, out, settings=None, quiet=False):
     return store
 
 
+def prepare_class_store(store, out="results", data="bundled", test_data=None, fractions=(0.6, 0.2, 0.2), seed=0,
+                        stratify=True, replace=False, url=None, quiet=False) -> tuple:
+    """What `prepare_store` does for a folder, for the class store at address `store`, this learner's files in `out`: the
+    address and the server checked before any data is read, the digits read and split, written once or found; the store,
+    its digits, the split's settings."""
+    out = results_folder(out)  # a bad folder stops here
+    check_class_store(store, replace)
+    digits, settings = read_and_split(data, test_data, fractions, seed, stratify, url, quiet)
+    with server_errors(store, lambda: "no digits of yours are in the class store; once the server answers, run the same "
+                                      "command again"):
+        kosh_store = class_store(store, digits, results_folder(out, make=True), settings, quiet)
+        return kosh_store, read_stored_digits(kosh_store), settings
+
+
 def check_class_made(store):
     "`store`, if a run has made it a class store; else one line that says how it is made."
     if store_info(store) is None:
@@ -361,14 +241,14 @@ def _score(row) -> tuple[float, str] | None:
 
 
 def class_board(rows) -> list[dict]:
-    "Each learner's best run of `rows` (`run_rows`), best first: by validation accuracy (else CV mean), never by test."
+    "Each learner's best run of `rows` (`run_rows`), best first: by validation accuracy (else CV mean), never by test; of equal scores, the earlier run."
     best, counts = {}, {}
     for row in rows:  # oldest first: of two equal runs, the earlier one stays
         learner = row.get("learner") or "(not recorded)"
         counts[learner] = counts.get(learner, 0) + 1
         score = _score(row)
         if score is not None and (learner not in best or score[0] > best[learner][0][0]): best[learner] = (score, row)
-    ranked = sorted(best.items(), key=lambda item: (-item[1][0][0], item[1][1]["when"]))
+    ranked = sorted(best.items(), key=lambda item: (-item[1][0][0], item[1][1]["when"], item[1][1]["id"]))  # equal: the earlier
     board = [{"rank": rank, "learner": learner, "score": score, "scored_by": by, "runs": counts[learner], "id": row["id"],
               "model": row["model"], "params": row["params"], "setting": row["setting"],
               "augment": None if row["augment"] == "none" else row["augment"], "refit": row["refit"], "seed": int(row["seed"]),
@@ -379,19 +259,18 @@ def class_board(rows) -> list[dict]:
 
 
 def board_text(board, where="the class store") -> str:
-    "The class board as text: rank, learner, score and what it is, model and setting, split, runs."
-    lines = [f"{len(board)} learner{'s' if len(board) != 1 else ''} in {where}, each one's best run by validation accuracy "
-             "(cross-validation where a run has no validation split), never by test",
-             f"{'rank':>4}  {'learner':<16} {'score':>7} {'by':<16} {'model':<14} {'setting':<28} {'fractions':<14} "
-             f"{'seed':>4} {'runs':>4}"]
+    "The class board as text: rank, learner, score and what it is, model and setting, split, runs; of equal scores, the earlier run first."
+    rows = [["rank", "learner", "score", "by", "model", "setting", "fractions", "seed", "runs"]]
     for b in board:
         if b["rank"] is None:
-            lines.append(f"{'–':>4}  {b['learner']:<16} {'–':>7} {'no validation or CV figure':<74} {b['runs']:>10}")
+            rows.append(["–", b["learner"], "–", "no validation or CV figure", "", "", "", "", b["runs"]])
             continue
         setting = b["setting"] + (f" +{b['augment']}" if b["augment"] else "") + (" refit" if b["refit"] else "")
-        lines.append(f"{b['rank']:>4}  {b['learner']:<16} {b['score']:7.2%} {b['scored_by']:<16} {b['model']:<14} "
-                     f"{setting:<28} {b['fractions']:<14} {b['seed']:>4} {b['runs']:>4}")
-    return "\n".join(lines)
+        rows.append([b["rank"], b["learner"], f"{b['score']:.2%}", b["scored_by"], b["model"], setting, b["fractions"], b["seed"],
+                     b["runs"]])
+    head = (f"{len(board)} learner{'s' if len(board) != 1 else ''} in {where}, each one's best run by validation accuracy "
+            "(cross-validation where a run has no validation split), never by test; of equal scores, the earlier run first")
+    return "\n".join([head] + aligned(rows, right={"rank", "score", "seed", "runs"}))
 
 # %% ../nbs/14_class.ipynb #c1a55e37
 def open_store(out="results", store=None):
@@ -401,3 +280,150 @@ def open_store(out="results", store=None):
     path = Path(out) / STORE_NAME
     if not path.is_file(): raise FileNotFoundError(f"{path}: no store here; `digits-tutorial run --out {out}` makes one")
     return connect_store(path)
+
+# %% ../nbs/14_class.ipynb #961128b7
+import functools
+from datetime import datetime
+from html import escape
+
+
+class ClassProgress:
+    """The teacher's board as data: each learner's progress through the exercises (`progress_rows`) and best run
+    (`class_board`), read from an open Kosh store of verdicts (or a progress store's file, opened once it is there) and one of runs."""
+
+    def __init__(self, verdicts, runs=None):
+        self.place = verdicts
+        self.store = None if isinstance(verdicts, (str, Path)) else verdicts  # verdicts: an open store, or the place of one
+        self.runs_store = runs
+        self.progress, self.board, self.problem, self.read_at = [], [], None, None
+        self._seen, self._run_ids = {}, None
+
+    def refresh(self) -> bool:
+        "Read what the stores gained since the last call, and only that; True if what the board shows changed."
+        from digits_tutorial.exercises import open_progress_store, progress_rows, read_verdicts
+        from digits_tutorial.runs import RUN_KIND, run_rows
+        before = (self.progress, self.board, self.problem)
+        try:
+            if self.store is None: self.store = open_progress_store(self.place)  # a learner's own: None until a first answer
+            verdicts = read_verdicts(self.store, self._seen) if self.store is not None else []
+            if self.runs_store is not None:
+                ids = set(self.runs_store.find(kind=RUN_KIND, ids_only=True))
+                if ids != self._run_ids: self.board, self._run_ids = class_board(run_rows(self.runs_store)), ids
+            self.progress, self.problem = progress_rows(verdicts, [b["learner"] for b in self.board]), None
+        except Exception as err:  # a server that stopped answering: the board says so, and tries again at its next beat
+            from digits_tutorial.exercises import error_line
+            self.problem = error_line(err, None if self.store is None else str(self.store.db_uri))
+        self.read_at = datetime.now()
+        return (self.progress, self.board, self.problem) != before
+
+
+_MARK_STYLE = {"solved": "background:#d9f2dd", "tried": "background:#fde9c8", "not yet": "color:#999"}
+
+
+def _local_time(when) -> str:
+    return datetime.fromisoformat(when).astimezone().strftime("%H:%M:%S")
+
+
+def progress_html(rows) -> str:
+    "The rows of `progress_rows` as an HTML grid: a learner a row, an exercise a column; solved green, tried amber, each cell titled."
+    from digits_tutorial.exercises import exercise_labels, progress_mark
+    if not rows: return "<p class='digits-progress-none'>No answers kept yet.</p>"
+    exercises = {r["exercise"]: r["lesson"] for r in rows}
+    labels = exercise_labels(exercises)
+    head = "".join(f"<th title='{escape(lesson)}: {escape(name)}'>{labels[name]}</th>" for name, lesson in exercises.items())
+    lines = [f"<table class='digits-progress'><tr><th>learner</th>{head}<th>solved</th></tr>"]
+    for learner in dict.fromkeys(r["learner"] for r in rows):
+        mine, cells = [r for r in rows if r["learner"] == learner], []
+        for r in mine:
+            said = (f"solved at {_local_time(r['first_right'])}, answer {r['attempts']}" if r["solved"] else
+                    f"{r['attempts']} answer{'s' if r['attempts'] != 1 else ''}, none right yet" if r["attempts"] else "not yet")
+            title = escape(f"{learner}, {r['exercise']} ({r['lesson']}): {said}")
+            cells.append(f"<td class='digits-progress-{r['status'].replace(' ', '-')}' style='{_MARK_STYLE[r['status']]}' "
+                         f"title='{title}'>{progress_mark(r)}</td>")
+        lines.append(f"<tr data-learner='{escape(learner)}'><th>{escape(learner)}</th>{''.join(cells)}"
+                     f"<td>{sum(r['solved'] for r in mine)}/{len(mine)}</td></tr>")
+    return "\n".join(lines + ["</table>"])
+
+
+def best_runs_html(board) -> str:
+    "The rows of `class_board` as an HTML table: rank, learner, score and what it is, model and setting, split, runs."
+    if not board: return "<p class='digits-board-none'>No runs yet.</p>"
+    lines = ["<table class='digits-board'><tr><th>rank</th><th>learner</th><th>score</th><th>by</th><th>model</th>"
+             "<th>setting</th><th>fractions</th><th>seed</th><th>runs</th></tr>"]
+    for b in board:
+        if b["rank"] is None:
+            lines.append(f"<tr data-learner='{escape(b['learner'])}'><td>–</td><th>{escape(b['learner'])}</th>"
+                         f"<td colspan='6'>no validation or cross-validation figure</td><td>{b['runs']}</td></tr>")
+            continue
+        setting = b["setting"] + (f" +{b['augment']}" if b["augment"] else "") + (" refit" if b["refit"] else "")
+        lines.append(f"<tr data-learner='{escape(b['learner'])}'><td>{b['rank']}</td><th>{escape(b['learner'])}</th>"
+                     f"<td>{b['score']:.2%}</td><td>{b['scored_by']}</td><td>{escape(b['model'])}</td><td>{escape(setting)}</td>"
+                     f"<td>{b['fractions']}</td><td>{b['seed']}</td><td>{b['runs']}</td></tr>")
+    return "\n".join(lines + ["</table>"])
+
+# %% ../nbs/14_class.ipynb #6af9d18c
+BOARD_SECONDS = 3  # how often the board's page asks the kernel to read the store again
+_HEARTBEAT_JS = """
+function render({ model, el }) {
+  const beat = () => { model.set("beats", model.get("beats") + 1); model.save_changes(); };
+  const timer = setInterval(beat, 1000 * model.get("seconds"));
+  return () => clearInterval(timer);
+}
+export default { render };
+"""
+
+
+@functools.cache
+def _heartbeat_class():
+    "The heartbeat widget's class, made at first use (anywidget is imported only by a board)."
+    import anywidget
+    import traitlets
+    class Heartbeat(anywidget.AnyWidget):
+        "A widget the browser beats every `seconds` while its page is open: `beats` counts them."
+        _esm = _HEARTBEAT_JS
+        seconds = traitlets.Float(BOARD_SECONDS).tag(sync=True)
+        beats = traitlets.Int(0).tag(sync=True)
+    return Heartbeat
+
+
+class TeacherBoard:
+    "The teacher's board as widgets: the progress grid and the best runs of a `ClassProgress`, read again at each beat of its page."
+
+    def __init__(self, state: ClassProgress, seconds=BOARD_SECONDS, where="the class store"):
+        import ipywidgets as widgets
+        self.state, self.seconds, self.where = state, seconds, where
+        self.status, self.grid, self.runs = widgets.HTML(), widgets.HTML(), widgets.HTML()
+        self.heartbeat = _heartbeat_class()(seconds=seconds)
+        self.heartbeat.observe(lambda change: self.update(), "beats")
+        self.widget = widgets.VBox([self.status, widgets.HTML("<h3>Exercises</h3>"), self.grid,
+                                    widgets.HTML("<h3>Best runs, by validation accuracy</h3>"), self.runs, self.heartbeat])
+        self.update()
+
+    def update(self) -> bool:
+        "Read the stores again (`ClassProgress.refresh`) and redraw what changed; True if anything did."
+        changed = self.state.refresh()
+        if changed or not self.grid.value:
+            self.grid.value, self.runs.value = progress_html(self.state.progress), best_runs_html(self.state.board)
+        learners = len(dict.fromkeys(r["learner"] for r in self.state.progress))
+        said = f" <b>Could not read it:</b> {escape(self.state.problem)}" if self.state.problem else ""
+        self.status.value = (f"<span class='digits-board-status'>{learners} learner{'s' if learners != 1 else ''} in "
+                             f"{escape(self.where)}, read at {self.state.read_at:%H:%M:%S}, again every {self.seconds:g} s."
+                             f"{said}</span>")
+        return changed
+
+    def _ipython_display_(self):
+        from IPython.display import display
+        display(self.widget)
+
+
+def open_board(out="results", store=None, seconds=BOARD_SECONDS) -> TeacherBoard:
+    """The teacher's board on the class store at `store` (or DIGITS_TUTORIAL_STORE): the class's progress and best runs; without
+    one, the learner's own progress store and the runs of the store in folder `out`, if any."""
+    from digits_tutorial.exercises import progress_path
+    url = class_store_url(store)
+    if url is not None:
+        opened = connect_store(url, folder=out)
+        return TeacherBoard(ClassProgress(opened, opened), seconds, f"the class store {masked_url(url)}")
+    runs = Path(out) / STORE_NAME
+    return TeacherBoard(ClassProgress(progress_path(), connect_store(runs) if runs.is_file() else None), seconds,
+                        f"{progress_path()}" + (f" and {runs}" if runs.is_file() else ""))

@@ -5,20 +5,23 @@
 # %% ../nbs/10_cli.ipynb #b0490aa4
 from __future__ import annotations
 
-import argparse
-import json
-import math
+import os
 import sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['AUGMENT_CHOICES', 'make_parser', 'main', 'script', 'sweep_text']
+__all__ = ['AUGMENT_CHOICES', 'UsageError', 'make_parser', 'main', 'script', 'sweep_text']
 
 # %% ../nbs/10_cli.ipynb #f2bf0aea
 AUGMENT_CHOICES = ("none", "shifts")  # what `--augment` takes: none, or a name of `improve.AUGMENTATIONS` (a test checks)
 
 
+class UsageError(ValueError):
+    "A command line that the parser refuses: a bad option or value, a missing argument (one line, status 1, as all bad input)."
+
+
 def _parse_param(text):
+    import argparse
     name, sep, value = text.partition("=")
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
@@ -29,6 +32,7 @@ def _parse_param(text):
 
 
 def _parse_grid(text):
+    import argparse
     name, sep, values = text.partition("=")
     if not sep or not name or not values:
         raise argparse.ArgumentTypeError(f"expected NAME=V1,V2,..., got {text!r}")
@@ -66,9 +70,19 @@ def _common_options(command):
                          help="augment the train digits: shifts adds each moved by one pixel in 8 directions (default: none)")
 
 
-def make_parser() -> argparse.ArgumentParser:
-    "The parser of the `digits-tutorial` command."
-    parser = argparse.ArgumentParser(prog="digits-tutorial", description="Handwritten-digit classification with Kosh and scikit-learn.")
+def _parser_class():
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        "argparse's parser, whose refusals are one line (a `UsageError`), not its usage and status 2."
+        def error(self, message):
+            raise UsageError(f"{message}; `{self.prog} --help` lists what it takes")
+    return Parser
+
+
+def make_parser() -> "argparse.ArgumentParser":
+    "The parser of the `digits-tutorial` command; what it refuses is a `UsageError`, one line."
+    parser = _parser_class()(prog="digits-tutorial", description="Handwritten-digit classification with Kosh and scikit-learn.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="run the whole tutorial headless", description="Run the whole tutorial headless.")
     _common_options(run)
@@ -90,6 +104,12 @@ def make_parser() -> argparse.ArgumentParser:
     _store_option(runs)
     runs.add_argument("--board", action="store_true", help="each learner's best run, by validation (or cross-validation) accuracy")
     runs.add_argument("--json", action="store_true", help="print a JSON list (with each run's folder and model file) instead of a table")
+    progress = commands.add_parser("progress", help="which exercises are solved, tried or not yet, learner by learner",
+                                   description="The verdicts the lessons' checks kept: each learner's progress on each exercise, "
+                                               "in lesson order. Alone, your own progress store; in a class, the class store.")
+    _store_option(progress)
+    progress.add_argument("--learner", metavar="NAME", help="only this learner's progress")
+    progress.add_argument("--json", action="store_true", help="print a JSON list, an object per learner and exercise, instead of a grid")
     export = commands.add_parser("export", help="write one run into an archive to send",
                                  description="Write a run, its files, its model and the fingerprint of its data into one zip archive.")
     export.add_argument("run_id", metavar="RUN_ID", help="the run, as `digits-tutorial runs` lists it")
@@ -107,9 +127,9 @@ def make_parser() -> argparse.ArgumentParser:
     rerun.add_argument("run_id", metavar="RUN_ID", help="the run, as `digits-tutorial runs` lists it")
     _out_option(rerun)
     _store_option(rerun)
-    bench = commands.add_parser("bench", help="measure the main job and the Kosh store, against a yardstick",
-                                description="Measure the main job (as processes, phase by phase), the obvious code, and the Kosh "
-                                            "store's ingest, loading and queries, each judged as a ratio to a baseline measured beside it.")
+    bench = commands.add_parser("bench", help="measure the main job, a sweep, the lab and the Kosh store, against baselines",
+                                description="Measure the main job (as processes, phase by phase), a sweep, the lab, the obvious code, and "
+                                            "the Kosh store's ingest, loading and queries, each judged as a ratio to a baseline measured beside it.")
     bench.add_argument("--n-digits", type=int, default=5620, help="digits to store (default 5620, the full UCI set)")
     bench.add_argument("--repeats", type=int, default=3, help="rounds of the main job's processes; medians are reported (default 3)")
     bench.add_argument("--data", default="bundled", help="where the digits come from (default: bundled, offline; uci or auto may download)")
@@ -119,8 +139,13 @@ def make_parser() -> argparse.ArgumentParser:
                               description="Serve the lab of lesson 12 on the store in --out, or on a class store (--store), as a web app, until Ctrl-C.")
     _out_option(lab, "the folder of the store, made first if there is none; with a class store, of your files (default: results)")
     _store_option(lab)
+    lab.add_argument("--learner", metavar="NAME", help="whose lab it is: it opens on their latest run, and each Fit is a run of theirs "
+                                                       "(default: your login name)")
+    lab.add_argument("--board", action="store_true", help="serve the teacher's board instead: the class's progress and best runs")
     lab.add_argument("--port", type=int, default=8866, help="the port on 127.0.0.1 (default 8866)")
     lab.add_argument("--no-browser", action="store_true", help="print the address only, open no browser")
+    lab.add_argument("--kernel-timeout", type=int, default=180, metavar="SECONDS",
+                     help="end the kernel of a page that nobody has open (closed, reloaded) after this long (default 180)")
     return parser
 
 
@@ -136,12 +161,12 @@ def _accuracies(accuracy) -> str:
 
 def _class_store(args) -> str | None:
     "The class store's URL: --store, else $DIGITS_TUTORIAL_STORE, else None; checked."
-    from digits_tutorial.classroom import class_store_url
+    from digits_tutorial.plumbing import class_store_url
     return class_store_url(args.store)
 
 
 def _where(args, store) -> str:
-    from digits_tutorial.classroom import masked_url
+    from digits_tutorial.plumbing import masked_url
     return f"results in {args.out}" + (f", the run in the class store {masked_url(store)}" if store else "")
 
 
@@ -170,20 +195,23 @@ def _store_of(args) -> str:
     return str(path)
 
 
-def _open(args):
-    "The command's store, open: the class store with this learner's files in --out, or the store of --out."
+def _open(args, read_only=False):
+    "The command's store, open (read-only for a command that only reads): the class store with this learner's files in --out, or the store of --out."
     from digits_tutorial.store import connect_store
-    return connect_store(_store_of(args), folder=args.out)
+    return connect_store(_store_of(args), read_only=read_only, folder=args.out)
 
 
 def _runs(args):
+    import json
+    from digits_tutorial.plumbing import aligned
     from digits_tutorial.runs import run_rows, runs_json
     from digits_tutorial.split import SPLITS
     where = _store_of(args)
     on_server = "://" in where
     if on_server:
-        from digits_tutorial.classroom import check_class_made, masked_url
-        rows, where = run_rows(check_class_made(_open(args))), masked_url(where)
+        from digits_tutorial.classroom import check_class_made
+        from digits_tutorial.plumbing import masked_url
+        rows, where = run_rows(check_class_made(_open(args, read_only=True))), masked_url(where)
     else: rows = run_rows(where)
     if args.board:
         from digits_tutorial.classroom import board_text, class_board
@@ -195,25 +223,26 @@ def _runs(args):
         return
     print(f"{len(rows)} run{'s' if len(rows) != 1 else ''} in {where}")
     if not rows: return
-    learner = (lambda r: f"{(r['learner'] or '?')[:12]:<12} ") if on_server else (lambda r: "")
-    print(f"{'run':<34} {'learner':<12} " if on_server else f"{'run':<34} ", end="")
-    print(f"{'model':<14} {'setting':<34} {'seed':>4}  {'fractions':<14} {'train':>7} {'valid.':>7} {'test':>7}  {'CV mean ± std':>15}")
+    percent = lambda x: "–" if x != x else f"{x:.1%}"  # NaN: a split without digits, a run without cross-validation
+    table = [["run", *(["learner"] if on_server else []), "model", "setting", "seed", "fractions", "train", "valid.", "test",
+              "CV mean ± std"]]
     for r in rows:
-        acc = " ".join("      –" if math.isnan(r[f"accuracy_{s}"]) else f"{r[f'accuracy_{s}']:7.1%}" for s in SPLITS)
-        cv = "" if math.isnan(r["cv_mean"]) else f"{r['cv_mean']:6.1%} ± {r['cv_std']:4.1%}"
         setting = r["setting"] + (f" +{r['augment']}" if r["augment"] != "none" else "") + (" refit" if r["refit"] else "")
-        print(f"{r['id']:<34} {learner(r)}{r['model']:<14} {setting:<34} {r['seed']:>4}  {r['fractions']:<14} {acc}  {cv:>15}")
+        cv = "" if r["cv_mean"] != r["cv_mean"] else f"{r['cv_mean']:.1%} ± {r['cv_std']:.1%}"
+        table.append([r["id"], *([r["learner"] or "?"] if on_server else []), r["model"], setting, str(r["seed"]), r["fractions"],
+                      *(percent(r[f"accuracy_{s}"]) for s in SPLITS), cv])
+    print("\n".join(aligned(table, right={"seed", "train", "valid.", "test", "CV mean ± std"})))
 
 
 def _export(args):
     from digits_tutorial.runs import export_run
-    archive = export_run(_open(args), args.run_id, args.to)
+    archive = export_run(_open(args, read_only=True), args.run_id, args.to)
     print(f"run {args.run_id} of {args.out} written to {archive} ({archive.stat().st_size / 1024:,.0f} KiB)")
 
 
 def _import(args):
     from digits_tutorial.runs import import_run
-    store = _open(args)
+    store = _open(args, read_only=True)  # written only once the archive has passed every check (`import_run`)
     before = {r for r in store.find(kind="run", ids_only=True)}
     run = import_run(store, args.archive)
     if run.id in before: print(f"run {run.id} is in {args.out} already: nothing imported")
@@ -222,7 +251,7 @@ def _import(args):
 
 def _rerun(args) -> int:
     from digits_tutorial.runs import rerun_run
-    done = rerun_run(_open(args), args.run_id)
+    done = rerun_run(_open(args, read_only=True), args.run_id)
     recorded, again, n = done.recorded, done.again, len(done.recorded.predicted)
     versions = (f"scikit-learn {again.versions['scikit-learn']}, as recorded" if again.versions["scikit-learn"] == recorded.versions.get("scikit-learn")
                 else f"recorded with scikit-learn {recorded.versions.get('scikit-learn')}, now {again.versions['scikit-learn']}")
@@ -238,18 +267,44 @@ def _rerun(args) -> int:
 
 
 def _lab(args):
+    if args.board: return _board(args)
     from digits_tutorial.widgets import serve_lab
-    serve_lab(args.out, args.port, open_browser=not args.no_browser, store=args.store)
+    serve_lab(args.out, args.port, open_browser=not args.no_browser, store=args.store, learner=args.learner,
+              kernel_timeout=args.kernel_timeout)
     print("digits-tutorial: lab stopped", file=sys.stderr)
 
 
+def _server_url(args) -> str | None:
+    "The class store's address the command uses, if any (a bad one is refused later, by the command itself)."
+    from digits_tutorial.plumbing import class_store_url
+    try: return class_store_url(getattr(args, "store", None))
+    except ValueError: return None
+
+
+def _server_failure(args, err) -> str | None:
+    "One line for an error of the class store's server that no step of the command turned into one; None for any other error."
+    url = _server_url(args)
+    if url is None: return None
+    from digits_tutorial.plumbing import is_server_error, server_error
+    return str(server_error(url, err)) if is_server_error(err) else None
+
+
+def _quiet_pool():
+    "SQLAlchemy's pool logs, with a traceback, each connection a server dropped: on a command line, its one line says it."
+    import logging
+    logging.getLogger("sqlalchemy.pool").addHandler(logging.NullHandler())
+
+
 def main(argv=None) -> int:
-    "The `digits-tutorial` command: returns the exit status; errors are one line on standard error, Ctrl-C one line too."
+    "The `digits-tutorial` command: returns the exit status; errors are one line on standard error (status 1), Ctrl-C one line too (130)."
+    args = None
     try:
         args = make_parser().parse_args(argv)
+        if _server_url(args): _quiet_pool()
         if args.command == "run": _run(args)
         elif args.command == "sweep": _sweep(args)
         elif args.command == "runs": _runs(args)
+        elif args.command == "progress": _progress(args)
         elif args.command == "export": _export(args)
         elif args.command == "import": _import(args)
         elif args.command == "rerun": return _rerun(args)
@@ -263,32 +318,63 @@ def main(argv=None) -> int:
     except (ValueError, OSError) as err:
         print(f"digits-tutorial: error: {err}", file=sys.stderr)
         return 1
+    except Exception as err:  # the class store's server, failing where no step expected it
+        said = _server_failure(args, err)
+        if said is None: raise
+        print(f"digits-tutorial: error: {said}", file=sys.stderr)
+        return 1
     finally:
-        from digits_tutorial.plumbing import write_phases
-        write_phases()  # where its time went, when `digits-tutorial bench` asks (DIGITS_TUTORIAL_PHASES)
+        if os.environ.get("DIGITS_TUTORIAL_PHASES"):  # where its time went, when `digits-tutorial bench` asks
+            from digits_tutorial.plumbing import write_phases
+            write_phases()
     return 0
+
 
 # %% ../nbs/10_cli.ipynb #c5e1a001
 def script():
-    "The `digits-tutorial` command as installed: `main`, then an exit that skips the garbage collector's last passes over every imported module."
+    """The `digits-tutorial` command as installed: `main`, its status the exit status. A Ctrl-C in the instants when `main`
+    does not handle it yet, or no longer, is the same one line and status 130; the exit skips the garbage collector's last
+    passes over every imported module."""
     import gc
-    status = main()
+    import signal
+    try:
+        status = main()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # done: a Ctrl-C from now on changes nothing of what was done or said
+    except KeyboardInterrupt:  # before `main` began to handle it, or as it returned
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        print("digits-tutorial: interrupted", file=sys.stderr)
+        status = 130
     gc.freeze()  # nothing is left to collect that matters: those passes would add 0.2-0.4 s after a run ("Under the hood")
     sys.exit(status)
 
+# %% ../nbs/10_cli.ipynb #79602f72
+def _progress(args):
+    import json
+    from digits_tutorial.exercises import progress_text, read_progress
+    rows, where = read_progress(args.store, args.learner)
+    print(json.dumps(rows, indent=1) if args.json else progress_text(rows, where))
+
+
+def _board(args):
+    from digits_tutorial.widgets import serve_board
+    serve_board(args.out, args.port, open_browser=not args.no_browser, store=args.store, kernel_timeout=args.kernel_timeout)
+    print("digits-tutorial: board stopped", file=sys.stderr)
+
 # %% ../nbs/10_cli.ipynb #f20bce13
 def sweep_text(table) -> str:
-    "The table of a sweep as text: rank, setting, CV mean and spread, validation accuracy; best first."
+    "The table of a sweep as text: rank, setting, CV mean and spread, validation accuracy; best first, of equal means the earlier run first."
+    from digits_tutorial.plumbing import aligned
     first = table.iloc[0]
     shifted = ", train folds shifted" if first.augment != "none" else ""
-    lines = [f"{first.model}: {len(table)} candidates, {first.cv_folds}-fold cross-validation on the train split{shifted}; best first",
-             f"{'rank':>4}  {'setting':<34} {'CV mean':>8} {'CV std':>7} {'valid.':>7}"]
-    lines += [f"{r.rank:>4}  {r.setting:<34} {r.cv_mean:8.2%} {r.cv_std:7.2%} {r.accuracy_validation:7.2%}" for r in table.itertuples()]
-    return "\n".join(lines)
+    lines = [f"{first.model}: {len(table)} candidates, {first.cv_folds}-fold cross-validation on the train split{shifted}; "
+             "best first (of equal means, the earlier run)"]
+    rows = [["rank", "setting", "CV mean", "CV std", "valid."]]
+    rows += [[r.rank, r.setting, f"{r.cv_mean:.2%}", f"{r.cv_std:.2%}", f"{r.accuracy_validation:.2%}"] for r in table.itertuples()]
+    return "\n".join(lines + aligned(rows, right={"rank", "CV mean", "CV std", "valid."}))
 
 
 def _sweep(args):
-    from digits_tutorial.classroom import masked_url
+    from digits_tutorial.plumbing import masked_url
     from digits_tutorial.select import sweep_tutorial
     from digits_tutorial.store import STORE_NAME
     data, test_data, fractions = _data_arguments(args)
@@ -297,5 +383,8 @@ def _sweep(args):
                            not args.no_stratify, args.replace, args.url, args.quiet, args.scheduler, store, args.learner)
     print(sweep_text(table))
     where = f"the class store {masked_url(store)}" if store else args.out / STORE_NAME
-    print(f"{len(table)} candidates, each a run in {where}; the top of the folder shows rank 1 "
+    resumed, fitted = table.attrs.get("resumed", 0), table.attrs.get("fitted", len(table))
+    how = ("" if not resumed else " (all recorded before, by the same sweep: nothing fitted now)" if not fitted else
+           f" ({resumed} recorded before, as the sweep was stopped; {fitted} fitted now)")
+    print(f"{len(table)} candidates{how}, each a run in {where}; the top of the folder shows rank 1 "
           f"({table.setting.iloc[0]}); `digits-tutorial runs{'' if store else f' --out {args.out}'}` lists them")

@@ -51,6 +51,7 @@ def _decompress(path, raw, decompressor, name):
 def read_lines(path) -> list[str]:
     "Read a text file, plain, gzip (`.gz`) or Unix-compressed (`.Z`), into its lines."
     path = Path(path)
+    if path.is_dir(): raise IsADirectoryError(f"{path}: a folder, not a file; give the path of a UCI file, such as optdigits.tes")
     if not path.is_file(): raise FileNotFoundError(f"{path}: no such file")
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":

@@ -23,9 +23,10 @@ from .plumbing import folder_lock, store_for_this_thread
 from .store import IMAGES_NAME, read_stored_digits, store_folder
 
 # %% auto #0
-__all__ = ['PAD_SIZE', 'PEN_WIDTH', 'MIN_EXTENT', 'MAX_INK', 'DRAWN_KIND', 'draw_strokes', 'ink_mask', 'drawing_to_bitmap',
-           'drawing_to_counts', 'predict_digit', 'plot_probabilities', 'nearest_digits', 'keep_drawing', 'DrawingPad',
-           'DrawingCanvas', 'rgba_to_png', 'DrawingWidget']
+__all__ = ['PAD_SIZE', 'PEN_WIDTH', 'MIN_EXTENT', 'MAX_INK', 'WHY_NO_MAP', 'DRAWN_KIND', 'THROTTLE_MS', 'DETAILS_MS',
+           'draw_strokes', 'ink_mask', 'drawing_to_bitmap', 'drawing_to_counts', 'predict_digit', 'plot_probabilities',
+           'nearest_digits', 'contribution_map', 'plot_contribution_map', 'keep_drawing', 'DrawingPad', 'DrawingCanvas',
+           'rgba_to_png', 'DrawingWidget', 'time_reading']
 
 # %% ../nbs/11_draw.ipynb #ed2fd13f
 PAD_SIZE = 280  # the pad's canvas, in pixels
@@ -118,6 +119,47 @@ def nearest_digits(digits: Digits, counts, k=8) -> tuple[Digits, np.ndarray]:
     order = np.argsort(distances, kind="stable")[:k]
     return digits[order], distances[order]
 
+# %% ../nbs/11_draw.ipynb #c583e370
+def contribution_map(estimator, counts, label=None) -> np.ndarray | None:
+    "How much each block pushed a linear model toward `label` (default: its prediction), as 8x8; None without weights per block."
+    model = estimator[-1] if hasattr(estimator, "steps") else estimator
+    weights = getattr(model, "coef_", None)
+    if weights is None or weights.shape != (len(model.classes_), 64) or len(model.classes_) < 3:
+        return None  # no weight per block and class: kNN, an RBF SVC, trees, a neural network
+    X = np.asarray(counts, dtype=np.float64).reshape(1, -1)
+    scaled = estimator[:-1].transform(X)[0] if hasattr(estimator, "steps") else X[0]  # what the model reads
+    if label is None: label = model.predict(scaled[None])[0]
+    row = int(np.flatnonzero(model.classes_ == label)[0])
+    relative = weights[row] - weights.mean(axis=0)  # only differences between classes change the probabilities
+    return (relative * scaled).reshape(8, 8)
+
+# %% ../nbs/11_draw.ipynb #268592a4
+def plot_contribution_map(counts, contributions, label, title=None):
+    "A digit's 8x8 counts beside its contribution map (red: toward class `label`, blue: away, white: neither); return the figure."
+    import matplotlib.pyplot as plt
+    fig, (left, right) = plt.subplots(1, 2, figsize=(4.6, 2.5))
+    left.imshow(np.asarray(counts).reshape(8, 8), cmap="gray_r", vmin=0, vmax=16)
+    left.set_title("the counts", fontsize=9)
+    reach = max(float(np.abs(contributions).max()), 1e-9)
+    shown = right.imshow(contributions, cmap="RdBu_r", vmin=-reach, vmax=reach)
+    right.set_title(f"pushed toward a {label} (red)\nor away (blue)", fontsize=9)
+    fig.colorbar(shown, ax=right, fraction=0.046, pad=0.04).ax.tick_params(labelsize=7)
+    for ax in (left, right): ax.set_xticks([]); ax.set_yticks([])
+    if title: fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/11_draw.ipynb #a9124b53
+WHY_NO_MAP = {  # model of the registry: why the pad shows no map for it
+    "knn": "k-nearest neighbours weighs no block: it takes the class of the training digits closest to the drawing, "
+           "shown below the pad; they are its reason",
+    "svc": "an RBF support vector classifier has no weight per block: its score is a sum over the training digits it "
+           "keeps (its support vectors) of how close the drawing is to each",
+    "random_forest": "a random forest asks yes/no questions about the blocks, different ones on each path through each "
+                     "tree; it has no weight per block, and its feature importances are for all digits, not this one",
+    "mlp": "a neural network mixes the blocks in its hidden layer before it weighs them: no one weight per block",
+}
+
 # %% ../nbs/11_draw.ipynb #8637f0c1
 DRAWN_KIND = "drawn"  # the `kind`, `source` and `split` of a kept drawing
 
@@ -163,7 +205,7 @@ class DrawingPad:
     def clear(self):
         "Forget the drawing and what was read from it."
         self.rgba = self.bitmap = self.counts = self.error = None
-        self.predicted = self.probabilities = self.neighbours = self.distances = None
+        self.predicted = self.probabilities = self.contributions = self.neighbours = self.distances = None
 
     def use_run(self, run: Run | None):
         "Read drawings with `run`'s model from now on (None: no model), and read the drawing on the pad again."
@@ -189,7 +231,7 @@ class DrawingPad:
 # %% ../nbs/11_draw.ipynb #ba790a6a
 @patch
 def draw(self: DrawingPad, rgba) -> bool:
-    "Read an RGBA drawing: bitmap, counts, prediction, probabilities, nearest training digits; False and `error` if no digit."
+    "Read an RGBA drawing: bitmap, counts, prediction, probabilities, contribution map, nearest training digits; False and `error` if no digit."
     self.clear()
     self.rgba = np.asarray(rgba)
     try:
@@ -204,14 +246,16 @@ def draw(self: DrawingPad, rgba) -> bool:
 
 @patch
 def _read(self: DrawingPad):
-    self.error, self.predicted, self.probabilities = None, None, None
+    self.error, self.predicted, self.probabilities, self.contributions = None, None, None, None
     self.neighbours, self.distances = nearest_digits(self.train_digits(), self.counts, self.k)
     try:
         model = self.estimator()
     except ValueError as err:  # e.g. UntrustedModel: a model file changed after its run recorded it
         self.error = f"run {self.run.id}: its model cannot be loaded: {err}"
         return
-    if model is not None: self.predicted, self.probabilities = predict_digit(model, self.counts)
+    if model is None: return
+    self.predicted, self.probabilities = predict_digit(model, self.counts)
+    self.contributions = contribution_map(model, self.counts, self.predicted)
 
 
 @patch
@@ -233,7 +277,29 @@ import anywidget
 import traitlets
 from ipywidgets.widgets.trait_types import bytes_serialization
 
-_CANVAS_JS = r"""
+THROTTLE_MS = 20  # while the pen moves, the strokes go to Python at most this often (and once more after the last move)
+DETAILS_MS = 400  # the slow pictures are asked for once the pen has rested this long
+
+_THROTTLE_JS = r"""
+// Pace a function: run it at once, then at most once every `wait` ms while asked again, and always once more after the
+// last ask (the trailing call), so that the last pointer event is never left unsent. `flush` runs it now; `cancel` drops
+// what is pending. `clock` is for tests: { now(), later(f, ms), cancel(timer) }.
+const REAL_CLOCK = { now: () => performance.now(), later: (f, ms) => setTimeout(f, ms), cancel: (t) => clearTimeout(t) };
+function throttle(run, wait, clock = REAL_CLOCK) {
+  let last = -Infinity, timer = null;
+  const fire = () => { timer = null; last = clock.now(); run(); };
+  const cancel = () => { if (timer !== null) { clock.cancel(timer); timer = null; } };
+  const ask = () => {
+    if (timer !== null) return;  // a call is due already: it will carry this ask too
+    const due = last + wait - clock.now();
+    if (due <= 0) fire(); else timer = clock.later(fire, due);
+  };
+  const flush = () => { cancel(); fire(); };
+  return { ask, flush, cancel };
+}
+"""
+
+_CANVAS_JS = _THROTTLE_JS + r"""
 export default {
   render({ model, el }) {
     const size = model.get("size");
@@ -254,50 +320,73 @@ export default {
     el.append(box);
 
     const ctx = canvas.getContext("2d");
-    let last = null;  // where the pointer was, while a stroke is drawn
-    const at = (e) => {
-      const r = canvas.getBoundingClientRect();
-      return [(e.clientX - r.left) * canvas.width / r.width, (e.clientY - r.top) * canvas.height / r.height];
-    };
     const pen = () => {
       ctx.fillStyle = ctx.strokeStyle = "#000";
       ctx.lineWidth = model.get("pen_width");
       ctx.lineCap = ctx.lineJoin = "round";
     };
+    const dot = ([x, y]) => { ctx.beginPath(); ctx.arc(x, y, ctx.lineWidth / 2, 0, 2 * Math.PI); ctx.fill(); };
+    const line = ([x0, y0], [x1, y1]) => { ctx.beginPath(); ctx.moveTo(x0, y0); ctx.lineTo(x1, y1); ctx.stroke(); };
+    const at = (e) => {  // where the pointer is, in the canvas's pixels
+      const r = canvas.getBoundingClientRect();
+      return [(e.clientX - r.left) * canvas.width / r.width, (e.clientY - r.top) * canvas.height / r.height];
+    };
+    const share = ([x, y]) => [Math.round(10000 * x / canvas.width) / 10000, Math.round(10000 * y / canvas.height) / 10000];
+
+    // the strokes so far, as fractions of the pad: what Python reads
+    let strokes = [], last = null, down = false, resting = null;
+    const pace = throttle(() => model.send({ type: "strokes", strokes, down }), model.get("throttle_ms"));
+    const stopResting = () => { if (resting !== null) { clearTimeout(resting); resting = null; } };
+
     canvas.addEventListener("pointerdown", (e) => {
       if (e.pointerType === "mouse" && e.button !== 0) return;
       e.preventDefault();
       canvas.setPointerCapture(e.pointerId);
+      stopResting();
       pen();
+      down = true;
       last = at(e);
-      ctx.beginPath(); ctx.arc(last[0], last[1], ctx.lineWidth / 2, 0, 2 * Math.PI); ctx.fill();
+      dot(last);
+      strokes.push([share(last)]);
+      pace.ask();
     });
     canvas.addEventListener("pointermove", (e) => {
-      if (!last) return;
+      if (!down) return;
       e.preventDefault();
       const p = at(e);
-      ctx.beginPath(); ctx.moveTo(last[0], last[1]); ctx.lineTo(p[0], p[1]); ctx.stroke();
+      line(last, p);
       last = p;
+      strokes[strokes.length - 1].push(share(p));
+      pace.ask();
     });
-    const send = () => canvas.toBlob(async (blob) => {
-      model.set("png", new DataView(await blob.arrayBuffer()));
-      model.save_changes();
-    }, "image/png");
-    const release = () => { if (last) { last = null; send(); } };
+    const release = () => {
+      if (!down) return;
+      down = false;
+      pace.flush();  // the whole drawing, at once, with the pen up
+      resting = setTimeout(() => { resting = null; model.send({ type: "details" }); }, model.get("details_ms"));
+    };
     canvas.addEventListener("pointerup", release);
     canvas.addEventListener("pointercancel", release);
 
-    const wipe = () => ctx.clearRect(0, 0, canvas.width, canvas.height);
+    const wipe = () => { ctx.clearRect(0, 0, canvas.width, canvas.height); strokes = []; down = false; last = null; };
     clear.addEventListener("click", () => {
-      wipe();
-      model.set("png", new DataView(new ArrayBuffer(0)));
-      model.save_changes();
+      pace.cancel(); stopResting(); wipe();
+      model.send({ type: "strokes", strokes: [], down: false });
     });
-    const onMessage = (message) => { if (message && message.type === "clear") wipe(); };
+    const onMessage = (message) => { if (message && message.type === "clear") { pace.cancel(); stopResting(); wipe(); } };
     model.on("msg:custom", onMessage);
-    const png = model.get("png");  // a view opened again shows the drawing Python holds
+
+    // a view opened again shows the drawing Python holds: its strokes, or an image given from Python
+    pen();
+    strokes = (model.get("strokes") || []).map((s) => s.slice());
+    for (const s of strokes) {
+      const px = s.map(([x, y]) => [x * canvas.width, y * canvas.height]);
+      dot(px[0]); dot(px[px.length - 1]);
+      for (let i = 1; i < px.length; i++) line(px[i - 1], px[i]);
+    }
+    const png = model.get("png");
     if (png && png.byteLength) createImageBitmap(new Blob([png])).then((image) => ctx.drawImage(image, 0, 0));
-    return () => model.off("msg:custom", onMessage);
+    return () => { pace.cancel(); stopResting(); model.off("msg:custom", onMessage); };
   },
 };
 """
@@ -310,24 +399,61 @@ _CANVAS_CSS = """
 """
 
 
+def _checked_strokes(strokes) -> list:
+    "The strokes of a message from the pad, as lists of (x, y) floats; `ValueError` if they are not."
+    try:
+        return [[(float(x), float(y)) for x, y in stroke] for stroke in strokes]
+    except (TypeError, ValueError):
+        raise ValueError(f"the drawing pad sent strokes that are not lists of [x, y] points: {str(strokes)[:80]}") from None
+
+
 class DrawingCanvas(anywidget.AnyWidget):
-    "A drawing area for JupyterLab: mouse, pen or finger draw, **Clear** wipes; each release sends the canvas as PNG (`png`)."
+    "A drawing area for JupyterLab: mouse, pen or finger draw, **Clear** wipes; the strokes go to Python as they are drawn."
     _esm = _CANVAS_JS
     _css = _CANVAS_CSS
     size = traitlets.Int(PAD_SIZE).tag(sync=True)
     pen_width = traitlets.Int(PEN_WIDTH).tag(sync=True)
-    png = traitlets.Bytes(b"").tag(sync=True, **bytes_serialization)
+    throttle_ms = traitlets.Int(THROTTLE_MS).tag(sync=True)
+    details_ms = traitlets.Int(DETAILS_MS).tag(sync=True)
+    strokes = traitlets.List().tag(sync=True)  # the strokes when the pen was last lifted: a view opened again draws them
+    png = traitlets.Bytes(b"").tag(sync=True, **bytes_serialization)  # or a drawing given from Python, as PNG
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.pen_down, self.drawn, self._listeners = False, [], []  # drawn: the strokes so far, lists of (x, y)
+        self.on_msg(lambda _, content, buffers: self.receive(content))
+
+    def on_drawing(self, callback):
+        "Call `callback(kind)` after each message of the pad: `strokes` (the pen moved, was lifted, or Clear) or `details`."
+        self._listeners.append(callback)
+
+    def receive(self, content: dict):
+        "Take a message as the browser sends it: `{type: strokes, strokes: [[[x, y], ...], ...], down: bool}` or `{type: details}`."
+        kind = content.get("type") if isinstance(content, dict) else None
+        if kind not in ("strokes", "details"):
+            raise ValueError(f"the drawing pad sent a message of type {kind!r}; expected 'strokes' or 'details'")
+        if kind == "strokes":
+            self.pen_down, self.drawn = bool(content.get("down", False)), _checked_strokes(content.get("strokes", []))
+            if not self.pen_down: self.strokes = self.drawn  # synced once a stroke ends: not sent back at every move
+        for callback in self._listeners: callback(kind)
+
+    def draw(self, strokes):
+        "Stand in for the browser: send `strokes` as a drawing done, the pen lifted, then resting."
+        self.receive({"type": "strokes", "strokes": [[list(p) for p in s] for s in strokes], "down": False})
+        self.receive({"type": "details"})
 
     @property
     def rgba(self) -> np.ndarray | None:
         "The drawing as an (H, W, 4) uint8 RGBA array, or None when the pad is clear."
-        if not self.png: return None
-        with Image.open(io.BytesIO(self.png)) as image: return np.asarray(image.convert("RGBA"))
+        if self.png:
+            with Image.open(io.BytesIO(self.png)) as image: return np.asarray(image.convert("RGBA"))
+        return draw_strokes(self.drawn, self.size, self.pen_width) if self.drawn else None
 
     def clear(self):
         "Wipe the pad, in the browser and here."
-        self.png = b""
+        self.png, self.strokes, self.drawn, self.pen_down = b"", [], [], False
         self.send({"type": "clear"})
+        for callback in self._listeners: callback("strokes")
 
 # %% ../nbs/11_draw.ipynb #ff6d32b4
 def rgba_to_png(rgba) -> bytes:
@@ -353,10 +479,36 @@ def _figure_html(fig, alt, width=None) -> str:
     return f"<img class='digits-draw-figure' alt='{html.escape(alt)}' src='data:image/png;base64,{data}'{style}>"
 
 
+def _probabilities_html(probabilities, predicted) -> str:
+    "The probability of each class as ten bars of HTML, the predicted class darker: quick enough to redraw at every move."
+    bars = "".join(
+        f"<div title='{c}: {p:.1%}' style='display:flex;flex-direction:column;align-items:center;width:22px'>"
+        f"<div style='height:80px;width:16px;display:flex;align-items:flex-end;background:#f3f3f3'>"
+        f"<div class='digits-draw-bar' style='height:{80 * p:.1f}px;width:16px;"
+        f"background:{'#1f77b4' if c == predicted else '#b0c4de'}'></div></div><small>{c}</small></div>"
+        for c, p in zip(CLASSES, probabilities))
+    return (f"<div class='digits-draw-probabilities' role='img' aria-label='probability of each class' "
+            f"style='display:flex;gap:2px'>{bars}</div>")
+
+
+def _map_html(contributions, predicted) -> str:
+    "The contribution map as an 8x8 table of HTML: red toward `predicted`, blue away, white neither."
+    reach = max(float(np.abs(contributions).max()), 1e-9)
+
+    def colour(v):
+        fade = round(255 * (1 - min(abs(v) / reach, 1)))
+        return f"rgb(255,{fade},{fade})" if v > 0 else f"rgb({fade},{fade},255)"
+    rows = "".join("<tr>" + "".join(f"<td title='{v:+.2f}' style='width:14px;height:14px;padding:0;background:{colour(v)}'>"
+                                    "</td>" for v in row) + "</tr>" for row in contributions)
+    return (f"<div><small>what pushed it toward a {predicted} (red) or away (blue)</small>"
+            f"<table class='digits-draw-map' role='img' aria-label='contribution map toward {predicted}' "
+            f"style='border-collapse:collapse;border:1px solid #888'>{rows}</table></div>")
+
+
 class DrawingWidget:
     "The drawing pad in JupyterLab: a `DrawingCanvas` and ipywidgets over a `DrawingPad`."
 
-    PROMPT = "Draw a digit on the pad: the model reads it when you lift the pen."
+    PROMPT = "Draw a digit on the pad: the model reads it as you draw."
     NO_PROBABILITIES = "this model gives no probabilities (an SVC gives them only when made with probability=True)"
 
     def __init__(self, pad: DrawingPad):
@@ -367,6 +519,7 @@ class DrawingWidget:
         self.canvas = DrawingCanvas()
         self.prediction = w.HTML(description="Prediction", style=wide)
         self.chart = w.HTML()
+        self.map = w.HTML(layout={"margin": "0 0 0 16px", "max_width": "260px"})
         self.steps = w.HTML()
         self.neighbours = w.HTML()
         self.label = w.ToggleButtons(options=[(str(c), c) for c in CLASSES], value=None, description="True class",
@@ -376,10 +529,11 @@ class DrawingWidget:
                                     tooltip="Keep the drawing in the store, with its true class")
         self.message = w.HTML()
         self.kept = w.HTML(description="Your digits", style=wide)
+        self.canvas.on_drawing(self._on_drawing)
         self.canvas.observe(lambda change: self.show_drawing(change["new"]), names="png")
         self.keep_button.on_click(lambda _: self.keep())
         self.widget = w.VBox([
-            w.HBox([self.canvas, w.VBox([self.prediction, self.chart], layout={"margin": "0 0 0 16px"})]),
+            w.HBox([self.canvas, w.VBox([self.prediction, self.chart], layout={"margin": "0 0 0 16px"}), self.map]),
             self.steps, self.neighbours,
             w.HBox([self.label, self.keep_button]), self.message, self.kept,
         ])
@@ -391,8 +545,26 @@ class DrawingWidget:
 
 # %% ../nbs/11_draw.ipynb #f70e81ee
 @patch
+def _on_drawing(self: DrawingWidget, kind):
+    if kind == "details": self.show_details()
+    else: self.read_strokes()
+
+
+@patch
+def read_strokes(self: DrawingWidget):
+    "Read the strokes on the canvas and show the prediction, probabilities and map; the slow pictures wait for `details`."
+    with self._turn:
+        strokes = self.canvas.drawn
+        if strokes: self.pad.draw(draw_strokes(strokes, self.canvas.size, self.canvas.pen_width))
+        else: self.pad.clear()
+        self.message.value = ""
+        self.show_reading()
+        if self.steps.value or self.neighbours.value: self.steps.value = self.neighbours.value = ""  # of an older drawing
+
+
+@patch
 def show_drawing(self: DrawingWidget, png: bytes):
-    "Read the drawing the canvas sent (PNG bytes; empty when cleared) and show what the pad made of it."
+    "Read a drawing given as PNG bytes (empty when cleared) and show all the pad made of it."
     with self._turn:
         if png:
             with Image.open(io.BytesIO(png)) as image: self.pad.draw(np.asarray(image.convert("RGBA")))
@@ -418,7 +590,7 @@ def _keep(self: DrawingWidget):
     except ValueError as err:
         self.message.value = _alert(str(err))
         return
-    self.canvas.clear()  # its observer clears the pad and redraws
+    self.canvas.clear()  # its listeners clear the pad and redraw
     if self.pad.rgba is not None: self.show_drawing(b"")  # a drawing given from Python, not by the canvas
     self.label.value = None
     self.message.value = (f"Kept as a {dataset.label}: drawn digit {dataset.line} in the store, "
@@ -438,24 +610,42 @@ def use_run(self: DrawingWidget, run: Run | None):
 @patch
 def refresh(self: DrawingWidget):
     "Redraw every view from the pad."
+    self.show_reading()
+    self.show_details()
+    self._draw_kept()
+
+
+@patch
+def show_reading(self: DrawingWidget):
+    "Show the prediction, the probability of each class and the contribution map: quick, done at every move of the pen."
     pad = self.pad
     if pad.rgba is None:
-        self.prediction.value, self.chart.value = f"<i>{self.PROMPT}</i>", ""
+        self.prediction.value, self.chart.value, self.map.value = f"<i>{self.PROMPT}</i>", "", ""
     elif pad.error:
-        self.prediction.value, self.chart.value = _alert(pad.error), ""
+        self.prediction.value, self.chart.value, self.map.value = _alert(pad.error), "", ""
     elif pad.predicted is None:
-        self.prediction.value, self.chart.value = "<i>no model yet: fit one to read the drawing</i>", ""
+        self.prediction.value, self.chart.value, self.map.value = "<i>no model yet: fit one to read the drawing</i>", "", ""
     else:
-        self.prediction.value = f"<span class='digits-draw-prediction' style='font-size:2em'><b>{pad.predicted}</b></span>"
+        said = f"<span class='digits-draw-prediction' style='font-size:2em'><b>{pad.predicted}</b></span>"
         if pad.probabilities is None:
+            self.prediction.value = said
             self.chart.value = f"<i class='digits-draw-no-probabilities'>{self.NO_PROBABILITIES}</i>"
         else:
-            self.prediction.value += f" with probability {pad.probabilities[pad.predicted]:.0%}"
-            chart = plot_probabilities(pad.probabilities, pad.predicted)
-            self.chart.value = _figure_html(chart, "probability of each class", 320)
-    self._draw_steps()
-    self._draw_neighbours()
-    self._draw_kept()
+            self.prediction.value = said + f" with probability {pad.probabilities[pad.predicted]:.0%}"
+            self.chart.value = _probabilities_html(pad.probabilities, pad.predicted)
+        if pad.contributions is not None:
+            self.map.value = _map_html(pad.contributions, pad.predicted)
+        else:
+            why = WHY_NO_MAP.get(pad.run.model, "this model has no weight per block") if pad.run else ""
+            self.map.value = f"<i class='digits-draw-no-map'>No map of the blocks: {html.escape(why)}.</i>"
+
+
+@patch
+def show_details(self: DrawingWidget):
+    "Show the slow pictures: the drawing, its bitmap and counts; the nearest training digits."
+    with self._turn:
+        self._draw_steps()
+        self._draw_neighbours()
 
 
 @patch
@@ -493,3 +683,40 @@ def _draw_kept(self: DrawingWidget):
         right = int((model.predict(kept.X.astype(np.float64)) == kept.y).sum())
         text += f"; this model reads {right} of them right ({right / len(kept):.0%})"
     self.kept.value = text
+
+# %% ../nbs/11_draw.ipynb #bf5cb906
+def time_reading(widget: DrawingWidget, strokes, repeats=100) -> dict:
+    "Median seconds of each step of reading `strokes` on `widget`, and of a whole strokes message as the browser sends it."
+    import statistics
+    import time
+    canvas, pad = widget.canvas, widget.pad
+    model = pad.estimator()
+    points = [[[float(x), float(y)] for x, y in s] for s in strokes]
+    rgba = draw_strokes(points, canvas.size, canvas.pen_width)
+    counts = drawing_to_counts(rgba)
+    predicted = predict_digit(model, counts)[0]
+    pad.draw(rgba)
+
+    def forget():  # so that every view changes, as it does when the drawing grows (an unchanged value is not sent)
+        widget.prediction.value = widget.chart.value = widget.map.value = ""
+    message = {"content": {"data": {"method": "custom", "content": {"type": "strokes", "strokes": points, "down": True}}},
+               "buffers": []}
+    steps = {
+        "strokes to drawing": lambda: draw_strokes(points, canvas.size, canvas.pen_width),
+        "drawing to 8x8 counts": lambda: drawing_to_counts(rgba),
+        "nearest training digits": lambda: nearest_digits(pad.train_digits(), counts, pad.k),
+        "model's predict_proba": lambda: predict_digit(model, counts),
+        "contribution map": lambda: contribution_map(model, counts, predicted),
+        "views set": widget.show_reading,
+        "message to views set": lambda: widget.canvas.comm.handle_msg(message),  # the whole, as the kernel runs it
+    }
+    medians = {}
+    for name, step in steps.items():
+        seconds = []
+        for _ in range(repeats):
+            if name in ("views set", "message to views set"): forget()
+            start = time.perf_counter()
+            step()
+            seconds.append(time.perf_counter() - start)
+        medians[name] = statistics.median(seconds)
+    return medians

@@ -5,17 +5,33 @@
 # %% ../nbs/exercises.ipynb #e0e0a004
 from __future__ import annotations
 
+import contextvars
 import copy
+import functools
+import os
+import queue
 import shlex
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 
 # %% auto #0
-__all__ = ['MISTAKES', 'Feedback', 'check_block_counts', 'check_image_name', 'check_test_eights', 'check_validation_eights',
+__all__ = ['VERDICT_KIND', 'PROGRESS_VARIABLE', 'LEARNER_VARIABLE', 'PROGRESS_NAME', 'SWITCHED_OFF', 'EXERCISES', 'WAIT_AT_EXIT',
+           'RETRY_AFTER', 'SERVER_TIMEOUTS', 'MISTAKES', 'Feedback', 'progress_path', 'progress_place', 'keep_progress',
+           'exercise', 'keep_verdict', 'error_line', 'record_verdict', 'open_progress_store', 'wait_for_progress',
+           'check_block_counts', 'check_image_name', 'check_test_eights', 'check_validation_eights',
            'check_knn_train_accuracy', 'check_recall_of_eights', 'check_best_knn', 'check_knn_command',
            'check_fractions_after_move', 'check_load_ratio', 'check_scalar_rows', 'check_knn_cross_validation',
-           'check_precision_of_eights', 'check_bitmap_ink', 'check_learner_runs']
+           'check_precision_of_eights', 'check_bitmap_ink', 'check_learner_runs', 'read_verdicts', 'progress_rows',
+           'exercise_labels', 'progress_mark', 'progress_text', 'read_progress']
 
 # %% ../nbs/exercises.ipynb #e0e0a006
 @dataclass
@@ -42,7 +58,228 @@ def _number(answer, what) -> Feedback | float:
     try: return float(answer)
     except (TypeError, ValueError): return Feedback(False, f"Expected {what}, a number; got {answer!r}.")
 
+# %% ../nbs/exercises.ipynb #b77c4e1f
+VERDICT_KIND = "verdict"  # the `kind` of a verdict's Kosh dataset, beside the digits ("digit") and runs ("run") of a class store
+PROGRESS_VARIABLE = "DIGITS_TUTORIAL_PROGRESS"  # "off" keeps nothing; a path moves the learner's own progress store
+LEARNER_VARIABLE = "DIGITS_TUTORIAL_LEARNER"  # who answers; default: the login name, as for `digits-tutorial run`
+PROGRESS_NAME = "progress.sql"  # the learner's own progress store, in the user's data folder
+SWITCHED_OFF = ("off", "0", "no", "false")  # values of DIGITS_TUTORIAL_PROGRESS that keep nothing
+
+
+def _switched_off(setting) -> bool:
+    return (setting or "").strip().lower() in SWITCHED_OFF
+
+
+def progress_path(setting=None) -> Path:
+    "The learner's own progress store: the file DIGITS_TUTORIAL_PROGRESS (or `setting`) names, else the user's data folder's."
+    setting = (os.environ.get(PROGRESS_VARIABLE, "") if setting is None else setting).strip()
+    if setting and not _switched_off(setting): return Path(setting).expanduser().absolute()
+    from platformdirs import user_data_path
+    return user_data_path("digits-tutorial", appauthor=False) / PROGRESS_NAME
+
+
+def progress_place(store=None) -> str | Path:
+    "Where progress is kept and read: the class store (`store`, else DIGITS_TUTORIAL_STORE), checked; else the learner's own."
+    from digits_tutorial.plumbing import class_store_url
+    return class_store_url(store) or progress_path()
+
+
+_TOLD = []  # what `keep_progress` says, innermost last
+
+
+@contextmanager
+def keep_progress(where, learner=None):
+    """Inside the `with`, checks keep their verdicts in `where` (a progress store's file, a class store's address, or None:
+    nowhere), whatever the environment says, as `learner` (default: DIGITS_TUTORIAL_LEARNER, else the login name)."""
+    _TOLD.append((where, learner))
+    try: yield
+    finally: _TOLD.pop()
+
+# %% ../nbs/exercises.ipynb #712f8da1
+EXERCISES = {}  # each check's name: its lesson (`exercise` adds them; `progress_rows` puts them in the lessons' order)
+WAIT_AT_EXIT = 20  # seconds the writer goes on, as Python ends, with verdicts still to write
+_QUEUE = queue.SimpleQueue()  # verdicts for the writer: (verdict, what keep_progress said, environment, the caller's context)
+_WRITTEN = threading.Condition()  # notified as each verdict is done with
+_WRITER = {"thread": None, "pid": None, "pending": 0}  # the writer thread of this process, and the verdicts not done with yet
+_OPEN = {}  # place: the Kosh store the writer has open there, kept for the next verdict
+
+
+def exercise(lesson):
+    "Make a check the exercise of `lesson` (e.g. `'06_evaluate'`): listed in `EXERCISES`, and each answer's verdict kept."
+    def exercise_of(check):
+        EXERCISES[check.__name__] = lesson
+        @functools.wraps(check)
+        def checked(answer, *args, **kwargs) -> Feedback:
+            feedback = check(answer, *args, **kwargs)
+            if _unanswered(answer) is None: keep_verdict(check.__name__, lesson, feedback.ok)  # `...` is no answer
+            return feedback
+        return checked
+    return exercise_of
+
+
+def keep_verdict(exercise, lesson, right) -> bool:
+    "Have the verdict of an answer to `exercise` of `lesson` kept where progress goes now, by the writer; False: nowhere."
+    told = _TOLD[-1] if _TOLD else None
+    environment = {k: v for k, v in os.environ.items() if k.startswith("DIGITS_TUTORIAL_")}  # as it is now
+    if (told[0] is None) if told else _switched_off(environment.get(PROGRESS_VARIABLE)): return False
+    verdict = {"exercise": exercise, "lesson": lesson, "right": bool(right), "when": datetime.now(timezone.utc).isoformat()}
+    with _WRITTEN:
+        _WRITER["pending"] += 1
+        if _WRITER["pid"] != os.getpid():  # the first verdict of this process (a forked child has no writer of its own)
+            import concurrent.futures.thread  # noqa: F401 (Kosh's imports need it, and it cannot be imported as Python ends)
+            _WRITER.update(pid=os.getpid(), thread=threading.Thread(target=_write_verdicts, name="digits-tutorial progress"))
+            _WRITER["thread"].start()
+    # the caller's context goes with it: in a notebook, what the writer says of this verdict shows under the cell that asked
+    _QUEUE.put((verdict, told, environment, contextvars.copy_context()))
+    return True
+
+
+def _write_verdicts():
+    """The writer thread: each verdict in turn (the stores it opens are used by this thread only). It is not a daemon: as
+    Python ends, it writes what is left, for `WAIT_AT_EXIT` seconds at most, then ends, and Python with it."""
+    ending = None
+    while True:
+        try: verdict, told, environment, context = _QUEUE.get(timeout=0.25)
+        except queue.Empty:
+            if threading.main_thread().is_alive(): continue
+            return  # Python is ending, and nothing is left to write
+        if not threading.main_thread().is_alive():
+            ending = ending or time.monotonic()
+            if time.monotonic() - ending > WAIT_AT_EXIT:  # a server that keeps us waiting: tell, and let Python end
+                with _WRITTEN: left, _WRITER["pending"] = _WRITER["pending"], 0
+                print(f"digits-tutorial: {left} answer{'s' if left > 1 else ''} checked, but not kept in your progress: "
+                      f"still being written {WAIT_AT_EXIT} s after Python began to end", file=sys.stderr, flush=True)
+                return
+        try: _keep(verdict, told, environment, context)
+        finally:
+            with _WRITTEN:
+                _WRITER["pending"] -= 1
+                _WRITTEN.notify_all()
+
+
+def _place_and_learner(told, environment) -> tuple:
+    "Where the verdict goes and whose it is, checked: as `keep_progress` said, else as the environment says."
+    from digits_tutorial.plumbing import STORE_VARIABLE, check_store_url
+    from digits_tutorial.runs import check_learner, default_learner
+    from digits_tutorial.store import on_server
+    where, learner = told or (None, None)
+    if told is None:
+        where = environment.get(STORE_VARIABLE) or progress_path(environment.get(PROGRESS_VARIABLE, ""))
+    learner = learner or environment.get(LEARNER_VARIABLE)
+    learner = check_learner(learner) if learner else default_learner()
+    return (check_store_url(where) if on_server(where) else Path(where)), learner
+
+
+def error_line(err, place=None) -> str:
+    "`err` in one line; a database's at the address `place` as the class store's messages say it (host, port, no password)."
+    from digits_tutorial.store import on_server
+    if place is None or not on_server(place): return (str(err).strip().splitlines() or [type(err).__name__])[0]
+    from urllib.parse import quote
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError
+    from digits_tutorial.plumbing import server_error
+    if isinstance(err, DBAPIError) or type(err).__module__.startswith("pymysql"): err = server_error(place, err)
+    said, password = (str(err).strip().splitlines() or [type(err).__name__])[0], make_url(str(place)).password
+    return said.replace(password, "***").replace(quote(password), "***") if password else said
+
+
+RETRY_AFTER = 30  # seconds after a place failed before the writer tries it again (until then, its verdicts fail at once)
+_FAILED = {}  # place: (when it failed, what was said)
+
+
+def _keep(verdict, told, environment, context):
+    "The verdict written where it goes (a connection the server dropped is opened again once); else one line, in the caller's context."
+    place = None
+    try:
+        place, learner = _place_and_learner(told, environment)
+        key, store = str(place), _OPEN.get(str(place))
+        if key in _FAILED and time.monotonic() - _FAILED[key][0] < RETRY_AFTER:  # it failed a moment ago: say it again
+            return _not_kept(verdict, _FAILED[key][1], context)
+        if store is not None and (isinstance(place, str) or place.is_file()):  # a learner's file removed: made again
+            try: return record_verdict(store, learner=learner, **verdict)
+            except Exception: pass  # a connection the server closed (MariaDB's wait_timeout): a new one, once
+        _OPEN[key] = None
+        _OPEN[key] = open_progress_store(place, read_only=False)
+        record_verdict(_OPEN[key], learner=learner, **verdict)
+    except Exception as err:
+        said = error_line(err, place)
+        if place is not None: _FAILED[str(place)] = (time.monotonic(), said)
+        _not_kept(verdict, said, context)
+
+
+def _not_kept(verdict, said, context):
+    context.run(print, f"digits-tutorial: {verdict['exercise']}: your answer was checked, but your progress was not kept: {said}",
+                file=sys.stderr, flush=True)
+
+
+def record_verdict(store, exercise, lesson, right, learner, when=None):
+    "Keep one verdict in Kosh store `store`: a dataset of kind `verdict`: learner, exercise, its lesson, right or not, when."
+    when = when or datetime.now(timezone.utc).isoformat()
+    metadata = {"kind": VERDICT_KIND, "learner": learner, "exercise": exercise, "lesson": lesson, "right": bool(right), "when": when}
+    return store.create(name=f"{learner}: {exercise} at {when}", metadata=metadata)
+
+
+SERVER_TIMEOUTS = {"connect_timeout": 10, "read_timeout": 30, "write_timeout": 30}  # seconds; PyMySQL waits forever by default
+
+
+def _with_timeouts(url) -> str:
+    "`url` with `SERVER_TIMEOUTS` where it sets none: a server that takes a connection and never answers keeps nobody waiting."
+    from sqlalchemy.engine import make_url
+    parsed = make_url(str(url))
+    return parsed.update_query_dict({k: str(v) for k, v in SERVER_TIMEOUTS.items() if k not in parsed.query}
+                                    ).render_as_string(hide_password=False)
+
+
+def open_progress_store(place, read_only=True):
+    """The progress store at `place` open in Kosh: the class store at an address, or a learner's own in a file, made first if
+    there is none and not `read_only` (read-only and none yet: None)."""
+    import warnings
+    import kosh
+    from digits_tutorial.store import connect_store, on_server
+    path = None if on_server(place) else Path(place)
+    if path is not None and not path.is_file():
+        if read_only: return None
+        _make_progress_store(path)
+    with warnings.catch_warnings():  # a teacher who only reads is no user of the store yet: Kosh warns, read-only, and goes on
+        warnings.filterwarnings("ignore", "Unknown user", UserWarning)
+        if path is None: return connect_store(_with_timeouts(place), read_only=read_only)
+        return kosh.connect(str(path), read_only=read_only)
+
+
+def _make_progress_store(path: Path):
+    """An empty Kosh store at `path`, whole or not at all: made in a folder aside, then linked into place (a link made meanwhile
+    by another process wins), the folder removed (Kosh, closing its stores as Python ends, finds none there to write into)."""
+    import kosh
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from digits_tutorial.plumbing import work_in_progress
+    with work_in_progress(f".{path.name}.partial-", path.parent) as aside:  # gone at the end
+        kosh.connect(str(aside / path.name)).close()
+        try: os.link(aside / path.name, path)
+        except FileExistsError: pass
+
+
+def wait_for_progress(timeout=None) -> int:
+    "Wait until every verdict handed to the writer is done with (at most `timeout` seconds); how many are not."
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with _WRITTEN:
+        while _WRITER["pending"] and (deadline is None or time.monotonic() < deadline):
+            _WRITTEN.wait(None if deadline is None else deadline - time.monotonic())
+        return _WRITER["pending"]
+
+
+def _forked():
+    "In a child made by fork: no writer yet, nothing pending, and locks of its own (the parent's may have been held)."
+    global _QUEUE, _WRITTEN
+    _QUEUE, _WRITTEN = queue.SimpleQueue(), threading.Condition()
+    _WRITER.update(thread=None, pid=None, pending=0)
+    _OPEN.clear()
+    _FAILED.clear()
+
+
+os.register_at_fork(after_in_child=_forked)
+
 # %% ../nbs/exercises.ipynb #e0e0a009
+@exercise("01_data")
 def check_block_counts(answer, bitmap) -> Feedback:
     "The data: the 64 block counts of one 32x32 `bitmap`, computed by hand."
     from digits_tutorial.data import block_counts
@@ -64,6 +301,7 @@ def check_block_counts(answer, bitmap) -> Feedback:
                           "is the fourth row of counts.")
 
 
+@exercise("02_images")
 def check_image_name(answer, digits) -> Feedback:
     "Images: the file name of the PNG of the digit on line 100 of the bundled file."
     from digits_tutorial.images import image_name
@@ -77,6 +315,7 @@ def check_image_name(answer, digits) -> Feedback:
     return Feedback(False, "Use `image_name(source, line, label)` with the digit's own source, line and class.")
 
 
+@exercise("03_split")
 def check_test_eights(answer, y) -> Feedback:
     "Splits: how many test digits are eights, with fractions (0.7, 0.15, 0.15) and seed 1, stratified."
     from digits_tutorial.split import split_digits
@@ -92,6 +331,7 @@ def check_test_eights(answer, y) -> Feedback:
                            "and the class is 8.")
 
 
+@exercise("04_store")
 def check_validation_eights(answer, digits) -> Feedback:
     "The store: how many validation digits of class 8 the store holds, found with `store.find`."
     if (f := _unanswered(answer)) is not None: return f
@@ -103,6 +343,7 @@ def check_validation_eights(answer, digits) -> Feedback:
     return Feedback(False, "Count the datasets `store.find(label=8, split='validation', ids_only=True)` returns.")
 
 
+@exercise("05_train")
 def check_knn_train_accuracy(answer, train, validation) -> Feedback:
     "Training: the accuracy of k-nearest neighbours with k=1 on its own training digits."
     from digits_tutorial.train import fit_model
@@ -118,6 +359,7 @@ def check_knn_train_accuracy(answer, train, validation) -> Feedback:
     return Feedback(False, "Fit `fit_model('knn', train.X, train.y, k=1)` and `score` it on `train.X, train.y`.")
 
 
+@exercise("06_evaluate")
 def check_recall_of_eights(answer, cm) -> Feedback:
     "Reading the errors: the recall of class 8 in confusion matrix `cm` (rows are the true classes), from 0 to 1."
     if (f := _unanswered(answer)) is not None: return f
@@ -134,6 +376,7 @@ def check_recall_of_eights(answer, cm) -> Feedback:
     return Feedback(False, "Recall of class 8: the diagonal cell `cm[8, 8]` divided by the total of row 8, `cm[8].sum()`.")
 
 
+@exercise("07_runs")
 def check_best_knn(answer, store) -> Feedback:
     "Runs: the `k` of the knn run with the best validation accuracy among the runs of `store`."
     from digits_tutorial.runs import runs_table
@@ -150,16 +393,17 @@ def check_best_knn(answer, store) -> Feedback:
                            "largest `accuracy_validation`.")
 
 
+@exercise("10_cli")
 def check_knn_command(answer) -> Feedback:
     "The command line: the arguments of `digits-tutorial` that run knn with k=7 into lesson-output/cli/exercise, quietly."
     from pathlib import Path
-    from digits_tutorial.cli import make_parser
+    from digits_tutorial.cli import UsageError, make_parser
     if (f := _unanswered(answer)) is not None: return f
     words = shlex.split(answer) if isinstance(answer, str) else list(map(str, answer))
     if words[:1] == ["digits-tutorial"]: words = words[1:]
     try:
         args = make_parser().parse_args(words)
-    except SystemExit:
+    except (SystemExit, UsageError):  # argparse's refusal, as the command line makes it: one line
         if any(w.startswith("--k") for w in words):
             return Feedback(False, "A model's settings go through `--param NAME=VALUE`: `--param k=7`.")
         return Feedback(False, f"`digits-tutorial {' '.join(words)}` is not a valid command: see `digits-tutorial run --help`.")
@@ -195,6 +439,7 @@ def _option(name, value) -> str:
     return f"{flag} {' '.join(map(str, value)) if isinstance(value, list) else value}"
 
 
+@exercise("12_lab")
 def check_fractions_after_move(answer, state) -> Feedback:
     "The lab: (train, validation), worked out by hand, after moving the test fraction from 70/15/15 to 0.3."
     if (f := _unanswered(answer)) is not None: return f
@@ -216,6 +461,7 @@ def check_fractions_after_move(answer, state) -> Feedback:
     return Feedback(False, "Try it: `state.set_fraction('test', 0.3)` on a state at (0.7, 0.15, 0.15), then read `state.fractions`.")
 
 
+@exercise("13_speed")
 def check_load_ratio(answer, figures) -> Feedback:
     "Speed: how many times the seconds of reading the splits through Kosh are those of Pillow alone, in `figures`."
     if (f := _unanswered(answer)) is not None: return f
@@ -228,6 +474,7 @@ def check_load_ratio(answer, figures) -> Feedback:
     return Feedback(False, "Both figures are in `figures`: `kosh_load_seconds` and `pillow_load_seconds`.")
 
 
+@exercise("90_under_the_hood")
 def check_scalar_rows(answer, records) -> Feedback:
     "Under the hood: how many rows Sina's `ScalarData` table gets for the records of one digit."
     from digits_tutorial.plumbing import sina_rows
@@ -240,6 +487,7 @@ def check_scalar_rows(answer, records) -> Feedback:
         return Feedback(False, "That counts the rows of every table: only `ScalarData`, the numbers.")
     return Feedback(False, "`sina_rows(records)` gives the rows table by table; count those of `ScalarData`.")
 
+@exercise("08_select")
 def check_knn_cross_validation(answer, train) -> Feedback:
     "Choosing a model: the mean cross-validated accuracy of knn with k=1 on the train split, with the lesson's five folds."
     from sklearn.model_selection import cross_val_score
@@ -259,6 +507,7 @@ def check_knn_cross_validation(answer, train) -> Feedback:
                            "then its mean.")
 
 
+@exercise("09_improve")
 def check_precision_of_eights(answer, cm) -> Feedback:
     "Improving a model: the precision of class 8 in confusion matrix `cm`: of the digits predicted 8, the share that are 8."
     if (f := _unanswered(answer)) is not None: return f
@@ -274,6 +523,7 @@ def check_precision_of_eights(answer, cm) -> Feedback:
     return Feedback(False, "Precision of class 8: `cm[8, 8]` divided by the total of column 8, `cm[:, 8].sum()`.")
 
 
+@exercise("11_draw")
 def check_bitmap_ink(answer, rgba) -> Feedback:
     "Draw a digit: how many ink pixels the 32x32 bitmap of drawing `rgba` holds, after size normalisation."
     from digits_tutorial.draw import drawing_to_bitmap, ink_mask
@@ -288,6 +538,7 @@ def check_bitmap_ink(answer, rgba) -> Feedback:
     return Feedback(False, "`drawing_to_bitmap(seven)` is the 32x32 bitmap of 0s and 1s: add it up.")
 
 
+@exercise("14_class")
 def check_learner_runs(answer, rows) -> Feedback:
     "A class in one store: how many runs learner ada has made, among the class's runs `rows` (`run_rows`)."
     if (f := _unanswered(answer)) is not None: return f
@@ -320,3 +571,88 @@ MISTAKES = {  # check: (a typical wrong answer, as code run in the lesson, and w
     "check_bitmap_ink": ("answer = int(ink_mask(seven).sum())", "ink on the pad as drawn"),
     "check_learner_runs": ("answer = len(rows)", "the whole class"),
 }
+
+# %% ../nbs/exercises.ipynb #6361c0dd
+def read_verdicts(store, seen=None) -> list[dict]:
+    """Every verdict kept in the Kosh store `store` as a plain dict (id, learner, exercise, lesson, right, when), oldest first;
+    `seen`, a dict of verdicts read before by id, is not read again, and gains the new ones."""
+    seen = {} if seen is None else seen
+    new = [i for i in store.find(kind=VERDICT_KIND, ids_only=True) if i not in seen]
+    for record in (store.get_sina_records().get(new) if new else []):
+        data = {name: value["value"] for name, value in record.data.items()}
+        seen[record.id] = {"id": record.id, **{k: data.get(k) for k in ("learner", "exercise", "lesson", "right", "when")}}
+    return sorted(seen.values(), key=lambda v: (v["when"], v["id"]))
+
+
+def _exercise_order(exercises: dict) -> list[str]:
+    "The exercises of `exercises` (name: lesson) in the lessons' order; within a lesson, those of `EXERCISES` first, in its order."
+    known = list(EXERCISES)
+    return sorted(exercises, key=lambda e: (exercises[e], e not in EXERCISES, known.index(e) if e in EXERCISES else 0, e))
+
+
+def progress_rows(verdicts, learners=()) -> list[dict]:
+    """Each learner's progress on each exercise (a dict: learner, exercise, lesson, status, solved, attempts, first_right,
+    last_answer), from `verdicts` (`read_verdicts`) and for `learners` too: learners alphabetically, exercises in lesson order."""
+    exercises = dict(EXERCISES)
+    for v in verdicts: exercises.setdefault(v["exercise"], v["lesson"])
+    given = {}
+    for v in sorted(verdicts, key=lambda v: (v["when"], v["id"])): given.setdefault((v["learner"], v["exercise"]), []).append(v)
+    rows = []
+    for learner in sorted({*learners, *(v["learner"] for v in verdicts)}, key=lambda name: (name.casefold(), name)):
+        for name in _exercise_order(exercises):
+            answers = given.get((learner, name), [])
+            first = next((k for k, v in enumerate(answers) if v["right"]), None)
+            rows.append({"learner": learner, "exercise": name, "lesson": exercises[name],
+                         "status": "solved" if first is not None else "tried" if answers else "not yet",
+                         "solved": first is not None, "attempts": len(answers) if first is None else first + 1,
+                         "first_right": None if first is None else answers[first]["when"],
+                         "last_answer": answers[-1]["when"] if answers else None})
+    return rows
+
+# %% ../nbs/exercises.ipynb #f4cbb58f
+def exercise_labels(exercises) -> dict:
+    "A short label for each exercise of `exercises` (name: lesson): its lesson's number, with a letter if the lesson has several."
+    lessons = list(exercises.values())
+    labels, seen = {}, {}
+    for name, lesson in exercises.items():
+        seen[lesson] = seen.get(lesson, 0) + 1
+        labels[name] = lesson.split("_")[0] + (chr(ord("a") + seen[lesson] - 1) if lessons.count(lesson) > 1 else "")
+    return labels
+
+
+def progress_mark(row) -> str:
+    "A row of `progress_rows` as a grid shows it: `✓2` solved at the second answer, `✗3` three answers none right, `·` not yet."
+    return f"✓{row['attempts']}" if row["solved"] else f"✗{row['attempts']}" if row["attempts"] else "·"
+
+
+def progress_text(rows, where="the progress store") -> str:
+    "The rows of `progress_rows` as a grid: a learner a line, an exercise a column (its lesson's number), and how many are solved."
+    if not rows: return f"no answers kept in {where} yet"
+    exercises = {r["exercise"]: r["lesson"] for r in rows}
+    learners = list(dict.fromkeys(r["learner"] for r in rows))
+    labels, width = exercise_labels(exercises), min(24, max(len(n) for n in learners + ["learner"]))
+    lines = [f"{len(learners)} learner{'s' if len(learners) != 1 else ''} and {len(exercises)} exercises in {where}: "
+             "✓N solved at answer N, ✗N N answers and none right yet, · not yet",
+             f"{'learner':<{width}} " + " ".join(f"{labels[e]:>3}" for e in exercises) + "  solved"]
+    for learner in learners:
+        mine = [r for r in rows if r["learner"] == learner]
+        name = learner if len(learner) <= width else learner[:width - 1] + "…"
+        lines.append(f"{name:<{width}} " + " ".join(f"{progress_mark(r):>3}" for r in mine) +
+                     f"  {sum(r['solved'] for r in mine):>2}/{len(mine)}")
+    return "\n".join(lines)
+
+
+def read_progress(store=None, learner=None) -> tuple[list[dict], str]:
+    """What `digits-tutorial progress` shows: the rows of `progress_rows` from the class store (`store`, else
+    DIGITS_TUTORIAL_STORE) or else the learner's own progress store, of `learner` only if given; and where, as messages say it."""
+    from digits_tutorial.plumbing import masked_url
+    from digits_tutorial.runs import check_learner, default_learner
+    from digits_tutorial.store import on_server
+    place = progress_place(store)
+    learner = None if learner is None else check_learner(learner)
+    opened = open_progress_store(place, read_only=True)
+    verdicts = [] if opened is None else read_verdicts(opened)
+    if learner is not None: verdicts = [v for v in verdicts if v["learner"] == learner]
+    if on_server(place): return progress_rows(verdicts, [learner] if learner else []), masked_url(place)
+    me = learner or os.environ.get(LEARNER_VARIABLE) or default_learner()  # alone: one's own row, even before a first answer
+    return progress_rows(verdicts, [check_learner(me)]), str(place)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import json
 import logging
@@ -15,19 +16,24 @@ import shutil
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 import uuid
+import warnings
 import zipfile
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['CHECKED_VERSIONS', 'bulk_supported', 'quick_kosh_version', 'fast_sha', 'digit_records', 'sina_rows', 'insert_records',
-           'open_new_store', 'new_store', 'close_store', 'insert_server_records', 'store_user_id', 'read_records',
-           'records_of_kind', 'read_record', 'repoint_records', 'file_uris', 'make_public', 'replace_path',
-           'uninterrupted', 'replace_copy', 'folder_lock', 'store_for_this_thread', 'safe_members',
-           'unpack_all_or_nothing', 'quiet_logger', 'say', 'phase', 'add_phase', 'write_phases', 'helper_process']
+__all__ = ['CHECKED_VERSIONS', 'STORE_VARIABLE', 'DRIVERS', 'URL_FORM', 'READ_COMMITTED', 'bulk_supported', 'quick_kosh_version',
+           'fast_sha', 'digit_records', 'sina_rows', 'insert_records', 'open_new_store', 'new_store', 'close_store',
+           'insert_server_records', 'store_user_id', 'read_records', 'records_of_kind', 'read_record',
+           'repoint_records', 'file_uris', 'make_public', 'replace_path', 'uninterrupted', 'work_in_progress',
+           'replace_copy', 'folder_lock', 'store_for_this_thread', 'writable_store', 'masked_url', 'check_store_url',
+           'class_store_url', 'server_lock', 'read_committed', 'is_server_error', 'server_error', 'server_errors',
+           'connect_server_store', 'quiet_connect', 'safe_members', 'unpack_all_or_nothing', 'quiet_logger', 'say',
+           'aligned', 'phase', 'add_phase', 'write_phases', 'helper_process']
 
 # %% ../nbs/90_under_the_hood.ipynb #90a0b006
 CHECKED_VERSIONS = {"kosh": ((3, 5), (3, 6)), "llnl-sina": ((1, 16), (2, 0))}  # [low, high) of (major, minor)
@@ -289,46 +295,271 @@ def uninterrupted():
         if held and callable(before): before(signal.SIGINT, held[0])  # the Ctrl-C held back takes effect now
 
 
+@contextmanager
+def work_in_progress(prefix, where, folder=True):
+    """A new folder (or empty file) in `where`, named from `prefix`, for work in progress: gone when the `with` ends."""
+    # removed however the block ends (unless moved into place meanwhile), and made with Ctrl-C held back, so that no Ctrl-C
+    # falls between its making and the promise of its removal: a Ctrl-C there would leave it behind
+    made = None
+    try:
+        with uninterrupted():
+            if folder: made = Path(tempfile.mkdtemp(prefix=prefix, dir=where))
+            else:
+                fd, name = tempfile.mkstemp(prefix=prefix, dir=where)
+                os.close(fd)
+                made = Path(name)
+        yield made
+    finally:
+        if made is not None:
+            if made.is_dir(): shutil.rmtree(made, ignore_errors=True)
+            else: made.unlink(missing_ok=True)
+
+
 def replace_copy(source, target):
     "Copy `source` over `target` so that a reader sees the old file or the new one, never half of it."
     target = Path(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
-    try:
+    with work_in_progress(f".{target.name}.", target.parent, folder=False) as tmp:
         shutil.copyfile(source, tmp)
         replace_path(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 # %% ../nbs/90_under_the_hood.ipynb #90a0b018
 _LOCKS = {}
 
 
+class _FolderLock:
+    "filelock's lock on a folder's `.store.lock`, whose file goes when the last hold of it ends."
+
+    def __init__(self, path):
+        from filelock import FileLock
+        self.path, self.lock = path, FileLock(path, timeout=600)
+
+    @property
+    def is_locked(self) -> bool: return self.lock.is_locked
+
+    def __enter__(self):
+        self.lock.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        if self.lock.lock_counter == 1:  # the last hold: the file goes while still locked (see the text)
+            with contextlib.suppress(OSError): os.unlink(self.path)
+        self.lock.release()
+
+
 def folder_lock(folder):
-    "The lock that makes processes take turns on a folder's store; re-entrant within one process."
-    from filelock import FileLock
+    "The lock that makes processes take turns on a folder's store; re-entrant within one process; no lock file left once let go."
     Path(folder).mkdir(parents=True, exist_ok=True)
     path = str(Path(folder).resolve() / ".store.lock")
-    return _LOCKS.setdefault(path, FileLock(path, timeout=600))
+    return _LOCKS.setdefault(path, _FolderLock(path))
 
 # %% ../nbs/90_under_the_hood.ipynb #90739ce2
 _THREAD_STORES = {}  # (store URI, read-only, thread) -> the store opened for that thread
 
 
+def _opened_again(store, read_only):
+    "The Kosh store `store` opened again (read-only or not), with its loaders, in their order, and what the project noted on it."
+    import kosh
+    again = kosh.connect(str(store.db_uri), read_only=read_only)
+    for mime_type, loaders in store.loaders.items(): again.loaders[mime_type] = list(loaders)
+    for name, value in vars(store).items():  # what the project noted on the store: a server store's folder (lesson 14)
+        if name.startswith("digits_tutorial_"): setattr(again, name, value)
+    return again
+
+
 def store_for_this_thread(store):
     "`store` in the main thread (where notebooks and scripts open stores), else the same Kosh store opened once for this thread."
-    import threading
-    import kosh
     if threading.current_thread() is threading.main_thread(): return store
     key = (str(store.db_uri), bool(getattr(store, "__read_only__", False)), threading.get_ident())  # Kosh's own flag
-    if key not in _THREAD_STORES:
-        again = kosh.connect(key[0], read_only=key[1])
-        for mime_type, loaders in store.loaders.items():  # the same loaders, in the same order, as the store we were given
-            again.loaders[mime_type] = list(loaders)
-        for name, value in vars(store).items():  # what the project noted on the store: a server store's folder (lesson 14)
-            if name.startswith("digits_tutorial_"): setattr(again, name, value)
-        _THREAD_STORES[key] = again
+    if key not in _THREAD_STORES: _THREAD_STORES[key] = _opened_again(store, key[1])
     return _THREAD_STORES[key]
+
+
+def writable_store(store):
+    "`store`, or, if it was opened read-only, the same store opened for writing: a command opens read-only and writes only once its checks are passed."
+    return _opened_again(store, False) if getattr(store, "__read_only__", False) else store  # Kosh's own flag
+
+# %% ../nbs/90_under_the_hood.ipynb #c1a55e0b
+STORE_VARIABLE = "DIGITS_TUTORIAL_STORE"  # the class store's address, for commands and the lab
+DRIVERS = ("mysql+pymysql", "mariadb+pymysql")  # SQLAlchemy's names for MariaDB and MySQL through PyMySQL
+URL_FORM = "mysql+pymysql://USER:PASSWORD@HOST:PORT/DATABASE"
+
+
+def _parsed(url):
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+    try: return make_url(str(url)) if "://" in str(url) else None
+    except (ArgumentError, ValueError): return None
+
+
+def masked_url(url) -> str:
+    "`url` as it may be shown: its password written `***`, and without the connection options the project adds."
+    parsed = _parsed(url)
+    if parsed is None: return "(not a database address)"
+    shown = parsed.set(query={k: v for k, v in parsed.query.items() if k != "init_command"})
+    return shown.render_as_string(hide_password=True)
+
+
+def check_store_url(url) -> str:
+    "`url`, checked as the address of a class store: a MariaDB or MySQL database through PyMySQL, with a host and a database."
+    parsed = _parsed(url)
+    if parsed is None:  # not shown: what cannot be read as an address may still hold a password
+        raise ValueError(f"the class store (--store, or ${STORE_VARIABLE}) is not a database address; expected {URL_FORM}")
+    if parsed.drivername not in DRIVERS:
+        raise ValueError(f"{masked_url(url)}: a class store is a MariaDB or MySQL database reached through PyMySQL; "
+                         f"expected {URL_FORM}")
+    if not parsed.host or not parsed.database:
+        raise ValueError(f"{masked_url(url)}: names no host or no database; expected {URL_FORM}")
+    return str(url)
+
+
+def class_store_url(store=None) -> str | None:
+    "The class store's address: `store` if given, else the environment variable DIGITS_TUTORIAL_STORE, else None; checked."
+    url = store or os.environ.get(STORE_VARIABLE) or None
+    return None if url is None else check_store_url(url)
+
+# %% ../nbs/90_under_the_hood.ipynb #c1a55e1a
+_HELD = {}  # (address, lock name, thread) -> [connection, depth]: the server locks this process holds
+
+
+def _lock_name(url, name) -> str:
+    return f"digits-tutorial/{_parsed(url).database}/{name}"[:64]  # a lock's name: server-wide, 64 characters at most
+
+
+def _connect(url):
+    "An SQLAlchemy engine of `url` and a connection of it (READ COMMITTED); one line if the server refuses."
+    import sqlalchemy
+    engine = sqlalchemy.create_engine(read_committed(url), poolclass=sqlalchemy.pool.NullPool)
+    try:
+        return engine, engine.connect()
+    except _database_errors() as err:
+        engine.dispose()
+        raise server_error(url, err) from None
+
+
+@contextmanager
+def server_lock(url, name="store", timeout=600):
+    "Hold MariaDB's lock `name` of the database at `url` (`GET_LOCK`) inside the `with`: processes anywhere take turns."
+    import sqlalchemy
+    key = (str(url), name, threading.get_ident())
+    if key in _HELD:  # this thread holds it already
+        _HELD[key][1] += 1
+        try: yield
+        finally: _HELD[key][1] -= 1
+        return
+    parsed = _parsed(url)
+    engine, connection = _connect(url)
+    try:
+        query = sqlalchemy.text("SELECT GET_LOCK(:name, :timeout)")
+        if connection.execute(query, {"name": _lock_name(url, name), "timeout": timeout}).scalar() != 1:
+            raise TimeoutError(f"{parsed.host}:{parsed.port or 3306}: waited {timeout} s for the class store's lock "
+                               f"{_lock_name(url, name)!r}, which another run holds; try again")
+        _HELD[key] = [connection, 1]
+        try: yield
+        finally:
+            del _HELD[key]
+            try: connection.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:name)"), {"name": _lock_name(url, name)})
+            except _database_errors(): pass  # the server went away, and the lock with the connection: what the block raised counts
+    finally:
+        connection.close()
+        engine.dispose()
+
+# %% ../nbs/90_under_the_hood.ipynb #c1a55e12
+READ_COMMITTED = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"
+
+
+def read_committed(url) -> str:
+    "`url` with the option that makes each of its connections READ COMMITTED: every query sees what others committed before it."
+    return _parsed(url).update_query_dict({"init_command": READ_COMMITTED}).render_as_string(hide_password=False)
+
+
+def _database_errors() -> tuple:
+    import pymysql
+    from sqlalchemy.exc import DBAPIError
+    return DBAPIError, pymysql.err.MySQLError
+
+
+def is_server_error(err) -> bool:
+    "True for an error of a database server or of its driver (SQLAlchemy's and PyMySQL's errors)."
+    return isinstance(err, _database_errors())
+
+
+_GONE = (0, 2002, 2003, 2005, 2006, 2013)  # PyMySQL's and MariaDB's codes of a server that does not answer, or no longer
+
+
+def server_error(url, err, kept=None) -> OSError:
+    """The error `err` of the server at `url` as one line that names its host and port (never the password) and says what
+    to do; `kept`, for work that the error cut short, says what of it is kept and how to go on."""
+    error = _server_error(url, err, kept)
+    error.server_cause = err  # what the server said, for `server_errors` to say again with what was kept
+    return error
+
+
+def _server_error(url, err, kept) -> OSError:
+    parsed = _parsed(url)
+    where, user, database = f"{parsed.host}:{parsed.port or 3306}", parsed.username, parsed.database
+    said = getattr(err, "orig", err).args
+    code, said = (said[0], str(said[1]) or "its connection was closed") if len(said) > 1 and isinstance(said[0], int) else (
+        None, type(err).__name__)
+    then = f"; {kept}" if kept else ""
+    if code in _GONE and kept:
+        return ConnectionError(f"{where}: the MariaDB server stopped answering ({said}){then}")
+    if code == 1045:
+        return PermissionError(f"{where}: the MariaDB server refused user {user!r}: a wrong password, or no such user for "
+                               f"this host; check the address in --store or ${STORE_VARIABLE}{then}")
+    if code in _GONE:
+        return ConnectionError(f"{where}: no MariaDB server answers there ({said}); check the host and port of the class "
+                               "store's address, or ask the teacher whether the server runs")
+    if code == 1049:
+        return FileNotFoundError(f"{where}: the server has no database {database!r}; the teacher makes it: "
+                                 f"CREATE DATABASE {database} CHARACTER SET latin1{then}")
+    if code in (1044, 1142):
+        return PermissionError(f"{where}: user {user!r} may not use database {database!r} ({said}); the teacher grants it: "
+                               f"GRANT ALL ON {database}.* TO '{user}'@'%'{then}")
+    if code == 1071:
+        return OSError(f"{where}: Sina's tables do not fit in the character set of database {database!r} ({said}); the teacher "
+                       f"makes it again with CHARACTER SET latin1{then}")
+    return OSError(f"{where}: the MariaDB server said: {said}{then}")
+
+
+@contextmanager
+def server_errors(store, kept=lambda: None):
+    """Inside the `with`, an error of the database server of `store` (a Kosh store, or its address) becomes `server_error`'s
+    one line, saying what `kept()` says of the work it cut short; on a SQLite store, errors pass as they are."""
+    url = str(getattr(store, "db_uri", store))
+    try:
+        yield
+    except Exception as err:
+        cause = _server_cause(err)
+        if "://" not in url or cause is None: raise
+        raise server_error(url, cause, kept()) from None
+
+
+def _server_cause(err):
+    """The server's error behind `err`: `err` itself, what a refusal made one line already was about, or one that `err`
+    was raised while handling (Sina answers a lost connection by trying again on it: SQLAlchemy's PendingRollbackError);
+    None if there is none."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        cause = getattr(err, "server_cause", err)
+        if is_server_error(cause): return cause
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def connect_server_store(url, read_only=False):
+    "Open the Kosh store on the database server at `url`, every connection READ COMMITTED; the server's refusals in one line."
+    check_store_url(url)
+    with server_errors(url), server_lock(url):  # the first connection to an empty database makes Sina's tables: one at a time
+        return quiet_connect(read_committed(url), read_only)
+
+
+def quiet_connect(uri, read_only=False):
+    "Kosh's `connect`, read-only without Kosh's warning that the reader is no user of the store (a reader need not be)."
+    import kosh
+    with warnings.catch_warnings():
+        if read_only: warnings.filterwarnings("ignore", "Unknown user", UserWarning)
+        return kosh.connect(str(uri), read_only=read_only)
 
 # %% ../nbs/90_under_the_hood.ipynb #90a0b01c
 def safe_members(archive) -> list[str]:
@@ -346,8 +577,7 @@ def unpack_all_or_nothing(archive, target, prepare=None):
     "Unpack zip `archive` into folder `target`: into a temporary folder first, `prepare(folder)` checks it, then a rename."
     target = Path(target)
     names = safe_members(archive)
-    work = Path(tempfile.mkdtemp(prefix=target.name + ".partial-", dir=target.parent))
-    try:
+    with work_in_progress(target.name + ".partial-", target.parent) as work:  # gone at the end, unless renamed to `target`
         with zipfile.ZipFile(archive) as zf:
             for name in names:
                 if name.endswith("/"): continue
@@ -358,9 +588,6 @@ def unpack_all_or_nothing(archive, target, prepare=None):
         if prepare is not None: prepare(work)
         make_public(work)
         work.rename(target)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
 
 # %% ../nbs/90_under_the_hood.ipynb #90a0b01f
 @contextmanager
@@ -375,6 +602,14 @@ def quiet_logger(logger: logging.Logger, level="WARNING"):
 def say(message, quiet=False):
     "Print a line of progress on standard error (standard output is for results), unless `quiet`."
     if not quiet: print(message, file=sys.stderr, flush=True)
+
+# %% ../nbs/90_under_the_hood.ipynb #c1a55921
+def aligned(rows, right=()) -> list[str]:
+    "`rows` of cells, the first the header, as lines whose columns line up whatever they hold; the columns headed by a name in `right` aligned right."
+    rows = [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lay = lambda i, cell: cell.rjust(widths[i]) if rows[0][i] in right else cell.ljust(widths[i])
+    return ["  ".join(lay(i, cell) for i, cell in enumerate(row)).rstrip() for row in rows]
 
 # %% ../nbs/90_under_the_hood.ipynb #820af183
 _PHASES: dict[str, float] = {}

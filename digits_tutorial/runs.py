@@ -9,9 +9,9 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -24,8 +24,9 @@ from kosh import KoshLoader
 from .data import Digits
 from .evaluate import accuracies, confusion_matrices, matrix_file_name, predict_splits, save_confusion_matrices
 from .split import SPLITS, check_fractions, split_digits, split_with_test_file
-from .plumbing import (add_phase, folder_lock, helper_process, make_public, phase, read_records, records_of_kind,
-                                      replace_copy, replace_path, safe_members, say, uninterrupted)
+from .plumbing import (add_phase, folder_lock, helper_process, make_public, phase, read_records,
+                                      records_of_kind, replace_copy, replace_path, safe_members, say, server_errors,
+                                      uninterrupted, work_in_progress, writable_store)
 from .store import (RUNS_NAME, STORE_NAME, MissingFiles, prepare_store, read_stored_digits, register_loaders,
                                    add_loaders, store_folder, store_info, store_name)
 from .train import DEFAULT_MODEL, MODELS, fit_model, make_model
@@ -37,8 +38,8 @@ __all__ = ['RUN_KIND', 'LEARNER_PATTERN', 'TRUSTED_MODEL_TYPES', 'MODEL_NAME', '
            'default_learner', 'check_learner', 'fit_augmented', 'run_model', 'run_metadata', 'UntrustedModel',
            'save_model', 'load_model', 'RunMetricsLoader', 'RunSplitLoader', 'ConfusionMatrixImageLoader',
            'SkopsModelLoader', 'run_metrics_json', 'json_text', 'show_at_top', 'record_run', 'load_run', 'run_rows',
-           'runs_table', 'run_tutorial', 'runs_json', 'Rerun', 'rerun_run', 'ArchiveRefused', 'export_run',
-           'import_run']
+           'runs_table', 'prepare_run_store', 'run_tutorial', 'runs_json', 'Rerun', 'rerun_run', 'ArchiveRefused',
+           'export_run', 'import_run']
 
 # %% ../nbs/07_runs.ipynb #7a0c1e06
 RUN_KIND = "run"  # the `kind` of a run's dataset; digits have kind "digit"
@@ -346,11 +347,27 @@ def _timed(function, *args, **kwargs) -> tuple[object, float]:
     return function(*args, **kwargs), time.perf_counter() - start
 
 
+def _save_matrix_images(matrices, folder, about=None) -> list[Path]:
+    """`save_confusion_matrices`'s PNG files, each drawn on a bare matplotlib `Figure`: pyplot keeps its figures in one list
+    for the whole process, which a recording in a thread of its own (the lab's) must not share with the notebook's cells."""
+    from matplotlib.figure import Figure
+    from digits_tutorial.evaluate import SPLIT_TITLES, plot_confusion_matrix
+    paths = []
+    for split, cm in matrices.items():
+        fig = Figure(figsize=(5.2, 4.6))  # as `plot_confusion_matrix` lays out a figure of its own
+        plot_confusion_matrix(cm, SPLIT_TITLES[split], ax=fig.add_subplot(), about=about)
+        fig.subplots_adjust(left=0.08, right=0.98, bottom=0.1, top=0.88 if about else 0.92)
+        path = Path(folder) / matrix_file_name(split)
+        fig.savefig(path, dpi=120, metadata={"Title": fig.axes[0].get_title().replace("\n", ": ")})  # the title, as text too
+        paths.append(path)
+    return paths
+
+
 def _write_run_files(run: Run, folder: Path, helper=None) -> list[tuple[str, str, dict]]:
     "Write a run's files into `folder`: the matrices by `helper` (a `helper_process`) if given, the model too if it imported skops; (name, mime type, metadata) of each."
     shown = {s: m for s, m in run.matrices.items() if run.counts()[s]}  # a split without digits gets no matrix
     about = f"{run.title}, run {run.id}"
-    jobs = {"figures": (save_confusion_matrices, (shown, folder), {"about": about})}
+    jobs = {"figures": (_save_matrix_images, (shown, folder), {"about": about})}
     if run.estimator is not None: jobs["model"] = (save_model, (run.estimator, folder / MODEL_NAME), {})
     if helper is not None:  # the helper draws (and saves, if it imported skops) while we write the rest
         theirs = {"figures"} | ({"model"} if set(MODEL_MODULES) <= set(helper.modules) else set())
@@ -368,7 +385,9 @@ def _write_run_files(run: Run, folder: Path, helper=None) -> list[tuple[str, str
         else:
             with phase("waiting for the helper"): done[name], seconds = job.get()
             add_phase(f"{name} (helper)", seconds)
-    if helper is not None: add_phase("imports (helper)", helper.imports.get())
+    if helper is not None and not getattr(helper, "imports_said", False):  # once per helper, however many runs it helps
+        add_phase("imports (helper)", helper.imports.get())
+        helper.imports_said = True
     files = [(p.name, "confusion-matrix-png", {}) for p in done["figures"]]
     files += [(METRICS_NAME, "run-metrics", {}), (SPLIT_NAME, "run-split", {})]
     if "model" in done: files.append((MODEL_NAME, "skops", {"sha256": done["model"]}))
@@ -384,34 +403,64 @@ def show_at_top(store, run: Run):
             else: (top / name).unlink(missing_ok=True)  # no matrix for a split without digits: none left from another run
 
 
+def _recording_kind(top) -> str:
+    "The `kind` of a run's dataset while its files are being associated: a run only once it is whole."
+    return f"run being recorded into {top}"
+
+
+def _partial_run_folder(runs: Path, run_id):
+    """A new folder for the files of run `run_id` while they are written, in `runs/`, named after the process that writes
+    it: gone when the `with` ends, unless it was renamed into place (`work_in_progress`: made with Ctrl-C held back)."""
+    return work_in_progress(f".{run_id}.partial-{os.getpid()}-", runs)
+
+
+def _process_is_gone(pid) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return True
+    except PermissionError: return False  # another user's process, alive
+    return False
+
+
+def _remove_unfinished(store, top):
+    """Remove what a record into folder `top` cut short left (its dataset made, a server gone or the process killed before it
+    became a run; the partial folder of a process that is gone): under the folder's lock."""
+    for dataset in list(store.find(kind=_recording_kind(top))):
+        shutil.rmtree(top / RUNS_NAME / dataset.id, ignore_errors=True)
+        store.delete(dataset)
+    for partial in (top / RUNS_NAME).glob(".*.partial-*"):
+        writer = re.search(r"\.partial-(\d+)-", partial.name)
+        if writer and _process_is_gone(int(writer.group(1))): shutil.rmtree(partial, ignore_errors=True)
+
+
 def record_run(store, run: Run, latest=True, helper=None) -> Path:
     "Keep `run` in `store`: its files under `runs/RUN_ID/`, a Kosh dataset (`kind = \"run\"`) with them associated; return the folder."
     top = store_folder(store)
     add_loaders(store)  # so that the store reads the run's files, whenever it was opened
     runs = top / RUNS_NAME
     runs.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{run.id}.partial-", dir=runs))
     final, recorded = runs / run.id, False
-    try:
-        files = _write_run_files(run, partial, helper)
-        make_public(partial)  # temporary folders are private; a run's folder should not be
-        with phase("record"), folder_lock(top), uninterrupted():  # one process at a time; Ctrl-C waits for the record
-            partial.rename(final)
-            dataset = store.create(name=run.id, id=run.id, metadata=run_metadata(run))
-            try:
-                dataset.associate([str(final / name) for name, _, _ in files], mime_type=[m for _, m, _ in files],
-                                  metadata=[meta for _, _, meta in files])
-            except BaseException:
-                store.delete(dataset)
-                raise
-            run.folder, recorded = final, True
-            if latest: show_at_top(store, run)  # the latest run, under the original tutorial's names
-    except BaseException:  # a failure undoes the run; a Ctrl-C held back until it was recorded leaves it whole
-        if not recorded:
-            shutil.rmtree(partial, ignore_errors=True)
-            shutil.rmtree(final, ignore_errors=True)
-            run.folder = None
-        raise
+    with _partial_run_folder(runs, run.id) as partial:
+        try:
+            files = _write_run_files(run, partial, helper)
+            make_public(partial)  # temporary folders are private; a run's folder should not be
+            with phase("record"), folder_lock(top), uninterrupted():  # one process at a time; Ctrl-C waits for the record
+                _remove_unfinished(store, top)
+                dataset = store.create(name=run.id, id=run.id, metadata={**run_metadata(run), "kind": _recording_kind(top)})
+                try:
+                    partial.rename(final)  # after the dataset: a process killed from here on leaves what the next record removes
+                    dataset.associate([str(final / name) for name, _, _ in files], mime_type=[m for _, m, _ in files],
+                                      metadata=[meta for _, _, meta in files])
+                    dataset.kind = RUN_KIND  # one update: `find(kind="run")` finds the run whole, or not at all
+                except BaseException:
+                    store.delete(dataset)
+                    raise
+                run.folder, recorded = final, True
+                if latest: show_at_top(store, run)  # the latest run, under the original tutorial's names
+        except BaseException:  # a failure undoes the run (`partial` goes with the `with`); a Ctrl-C held back until it was
+            if not recorded:  # recorded leaves it whole
+                shutil.rmtree(final, ignore_errors=True)
+                run.folder = None
+            raise
     return final
 
 # %% ../nbs/07_runs.ipynb #7a0c1e1f
@@ -488,6 +537,14 @@ def _check_refit(refit, fractions, test_data):
                          "give a test fraction above 0 (--test) or a separate test file (--test-data)")
 
 
+def prepare_run_store(out="results", data="bundled", test_data=None, fractions=(0.6, 0.2, 0.2), seed=0, stratify=True,
+                      replace=False, url=None, quiet=False, store=None) -> tuple:
+    "Where a run goes, ready: the store of folder `out` (`prepare_store`), or the class store at address `store` (`prepare_class_store`, lesson 14); the store, its digits, the split's settings."
+    if store is None: return prepare_store(out, data, test_data, fractions, seed, stratify, replace, url, quiet)
+    from digits_tutorial.classroom import prepare_class_store  # a class's store on a database server: lesson 14
+    return prepare_class_store(store, out, data, test_data, fractions, seed, stratify, replace, url, quiet)
+
+
 def run_tutorial(out="results", data="bundled", test_data=None, model=DEFAULT_MODEL, params=None,
                  fractions=(0.6, 0.2, 0.2), seed=0, stratify=True, replace=False, url=None, quiet=False,
                  augment=None, refit=False, store=None, learner=None) -> dict:
@@ -502,11 +559,13 @@ def run_tutorial(out="results", data="bundled", test_data=None, model=DEFAULT_MO
     digits_there = store is not None or (not replace and (Path(out) / STORE_NAME).is_file())
     with helper_process(*FIGURE_MODULES, *(() if digits_there else MODEL_MODULES)) as helper:
         with phase("imports"): import sina.datastores.sql  # Kosh's database layer, while the helper imports its own
-        store, stored, settings = prepare_store(out, data, test_data, fractions, seed, stratify, replace, url, quiet, store)
+        store, stored, settings = prepare_run_store(out, data, test_data, fractions, seed, stratify, replace, url, quiet, store)
         fitted = "train and validation" if refit else "train"
         say(f"fitting {MODELS[model].title} on the {fitted} digits read through Kosh{' (shifted, 9x)' if augment else ''}", quiet)
-        run = run_model(store, model, params, seed, fractions=settings["fractions"], stratify=stratify, digits=stored,
-                        augment=augment, refit=refit, learner=learner, helper=helper)
+        with server_errors(store, lambda: "the run is not recorded and nothing of it is left in your folder; once the server "
+                                          "answers again, run the same command again"):
+            run = run_model(store, model, params, seed, fractions=settings["fractions"], stratify=stratify, digits=stored,
+                            augment=augment, refit=refit, learner=learner, helper=helper)
     say(f"recorded run {run.id} in {run.folder}", quiet)
     return run_metrics_json(run)
 
@@ -588,15 +647,12 @@ def export_run(store, run_id, to=None) -> Path:
                 "exported_when": datetime.now().isoformat(timespec="seconds"), "made_by": f"digits-tutorial {__version__}",
                 "data": run.data, "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}}
     to = Path(to) if to is not None else store_folder(store) / f"{run_id}.zip"
-    fd, partial = tempfile.mkstemp(prefix=f".{to.name}.", dir=to.parent)
-    try:
-        with open(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as zf:
+    with work_in_progress(f".{to.name}.", to.parent, folder=False) as partial:  # gone however this ends, unless put in place
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
             zf.writestr(MANIFEST_NAME, json.dumps(manifest, indent=1))
             zf.writestr("run.json", json.dumps(store.export_dataset(_run_dataset(store, run_id))))
             for name, data in files.items(): zf.writestr(f"files/{name}", data)
         replace_path(partial, to)
-    finally:
-        Path(partial).unlink(missing_ok=True)
     return to
 
 # %% ../nbs/07_runs.ipynb #71f3461e
@@ -604,6 +660,8 @@ def _read_archive(archive) -> tuple[dict, dict, dict]:
     "Manifest, Kosh record and files of a run archive, each file checked against the SHA-256 the manifest gives it."
     import zipfile, zlib
     archive = Path(archive)
+    if archive.is_dir(): raise IsADirectoryError(f"{archive}: a folder, not an archive; give the zip file that `export` wrote")
+    if not archive.exists(): raise FileNotFoundError(f"{archive}: no such file; give the zip file that `export` wrote")
     try:
         safe_members(archive)  # names that would escape the folder are refused before anything is read
         with zipfile.ZipFile(archive) as zf:
@@ -624,7 +682,7 @@ def _read_archive(archive) -> tuple[dict, dict, dict]:
 
 
 def import_run(store, archive) -> Run:
-    "Add the run of `archive` (made by `export_run`) to `store`, after checking its files, its model and the digits it was made on."
+    "Add the run of `archive` (made by `export_run`) to `store`, after checking its files, its model and the digits it was made on; a store opened read-only is written only once every check is passed."
     manifest, record, files = _read_archive(archive)
     run_id, info = manifest["run"], store_info(store) or {}
     datasets = [r for r in record.get("records", []) if r.get("type") != "file"]
@@ -655,26 +713,26 @@ def import_run(store, archive) -> Run:
     writer.writeheader(); writer.writerows(rows)
     files[SPLIT_NAME] = split_csv.getvalue().encode()
     (top / RUNS_NAME).mkdir(exist_ok=True)
-    partial, final = Path(tempfile.mkdtemp(prefix=f".{run_id}.partial-", dir=top / RUNS_NAME)), top / RUNS_NAME / run_id
-    try:
-        for name, data in files.items(): (partial / name).write_bytes(data)
-        if MODEL_NAME in files: load_model(partial / MODEL_NAME, sha256=manifest["files"][MODEL_NAME])  # trusted types only
-        make_public(partial)
-        from kosh.utils import compute_fast_sha
-        for r in record["records"]:  # the run's record and its files' records, pointed at the files here
-            r["files"] = {str(final / Path(u).name): f for u, f in r.get("files", {}).items()}
-            if "uri" in r.get("data", {}):
-                r["data"]["uri"]["value"] = str(final / Path(r["data"]["uri"]["value"]).name)
-                r["data"]["fast_sha"] = {"value": compute_fast_sha(str(partial / Path(r["data"]["uri"]["value"]).name))}
-        data = datasets[0]["data"]
-        data["imported_from"] = {"value": f"{manifest['exported_from']} ({Path(archive).name}, exported {manifest['exported_when']})"}
-        if data["split_source"]["value"] == "store" and any(r["split"] != names[i][2] for r, i in zip(rows, ids)):
-            data["split_source"] = {"value": "drawn"}  # the store it came from was split otherwise than this one
-        with folder_lock(top), uninterrupted():
-            partial.rename(final)
-            store.import_dataset(record, match_attributes=["name"])
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        shutil.rmtree(final, ignore_errors=True)
-        raise
+    final = top / RUNS_NAME / run_id
+    with _partial_run_folder(top / RUNS_NAME, run_id) as partial:  # gone however this ends, unless renamed into place
+        try:
+            for name, data in files.items(): (partial / name).write_bytes(data)
+            if MODEL_NAME in files: load_model(partial / MODEL_NAME, sha256=manifest["files"][MODEL_NAME])  # trusted types only
+            make_public(partial)
+            from kosh.utils import compute_fast_sha
+            for r in record["records"]:  # the run's record and its files' records, pointed at the files here
+                r["files"] = {str(final / Path(u).name): f for u, f in r.get("files", {}).items()}
+                if "uri" in r.get("data", {}):
+                    r["data"]["uri"]["value"] = str(final / Path(r["data"]["uri"]["value"]).name)
+                    r["data"]["fast_sha"] = {"value": compute_fast_sha(str(partial / Path(r["data"]["uri"]["value"]).name))}
+            data = datasets[0]["data"]
+            data["imported_from"] = {"value": f"{manifest['exported_from']} ({Path(archive).name}, exported {manifest['exported_when']})"}
+            if data["split_source"]["value"] == "store" and any(r["split"] != names[i][2] for r, i in zip(rows, ids)):
+                data["split_source"] = {"value": "drawn"}  # the store it came from was split otherwise than this one
+            with folder_lock(top), uninterrupted():
+                partial.rename(final)
+                writable_store(store).import_dataset(record, match_attributes=["name"])  # the first write: every check is passed
+        except BaseException:
+            shutil.rmtree(final, ignore_errors=True)
+            raise
     return load_run(store, run_id)

@@ -15,9 +15,11 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .data import Digits
 from .improve import check_augment
-from .plumbing import say, uninterrupted
-from .runs import check_learner, choose_split, default_learner, fit_augmented, load_run, run_model, run_rows, show_at_top
-from .store import prepare_store, read_stored_digits, store_info, store_lock, store_name
+from .plumbing import helper_process, phase, say, server_errors
+from .runs import (FIGURE_MODULES, MODEL_MODULES, check_learner, choose_split, default_learner,
+                                  fit_augmented, load_run, prepare_run_store, record_run, run_model, run_rows,
+                                  show_at_top)
+from .store import read_stored_digits, store_info, store_lock, store_name
 from .train import DEFAULT_MODEL, MODELS, make_model
 
 # %% auto #0
@@ -155,9 +157,24 @@ def _recorded_candidates(store, sid) -> dict:
     return {json.dumps(r["params"], sort_keys=True): r for r in run_rows(store) if r["sweep"] == sid}
 
 
+def _in_background(function, *args):
+    "A `Future` of `function(*args)`, computed by a daemon thread: a Ctrl-C or an error here does not wait for it."
+    import threading
+    from concurrent.futures import Future
+    future = Future()
+    def work():
+        try: future.set_result(function(*args))
+        except BaseException as err: future.set_exception(err)
+    threading.Thread(target=work, daemon=True).start()
+    return future
+
+
 def sweep_model(store, model, grid, cv=5, augment=None, seed=0, fractions=None, stratify=True,
-                digits: Digits | None = None, record=True, client=None, learner=None) -> "pandas.DataFrame":
-    "Cross-validate every candidate of `grid` on the train split and run each with its CV figures, a candidate at a time; resumes a sweep it finds unfinished. Best CV mean first."
+                digits: Digits | None = None, record=True, client=None, learner=None, quiet=True, helper=None) -> "pandas.DataFrame":
+    """Cross-validate every candidate of `grid` on the train split and run each with its CV figures, a candidate at a time;
+    resumes a sweep it finds unfinished (and says so, unless `quiet`). Best CV mean first; of equal means, the earlier run.
+    While a candidate is recorded, the next one is cross-validated in a thread; a `helper` (`helper_process`) draws each
+    run's matrices and saves its model."""
     import pandas as pd
     candidates = grid_candidates(model, grid)  # bad settings fail here, before any work
     augment = check_augment(augment)
@@ -168,34 +185,52 @@ def sweep_model(store, model, grid, cv=5, augment=None, seed=0, fractions=None, 
     train = split == "train"
     info = store_info(store) or {}
     sid = sweep_id(model, candidates, cv, augment, seed, digits.ids[train], info.get("fingerprint", digits.fingerprint), learner)
-    if record:
-        with store_lock(store): sweep = _sweep_dataset(store, sid, model, candidates, cv, augment, seed)
-    rows = []
-    for params in candidates:
-        key = json.dumps(params, sort_keys=True)
-        done = _recorded_candidates(store, sid).get(key) if record else None
-        if done is None:
-            scores = cross_validate_grid(digits.X[train], digits.y[train], model, {k: [v] for k, v in params.items()},
-                                         cv, seed, augment, client).iloc[0]
-            figures = {"mean": float(scores.cv_mean), "std": float(scores.cv_std), "folds": int(cv),
-                       "scores": [float(s) for s in scores.fold_scores]}
-            with store_lock(store) if record else nullcontext():  # a second process on the same sweep records it once
-                done = _recorded_candidates(store, sid).get(key) if record else None
-                if done is None:
-                    run = run_model(store, model, params, seed, fractions, stratify, digits, record, augment, cv=figures,
-                                    sweep=sid if record else None, latest=False, learner=learner)
-                    done = {"id": run.id if record else "", "accuracy_validation": run.accuracy["validation"],
-                            **{f"cv_{k}": v for k, v in figures.items()}}
-        rows.append({"model": model, "params": params, "setting": _setting(params), "cv_mean": done["cv_mean"],
-                     "cv_std": done["cv_std"], "cv_folds": int(cv), "fold_scores": np.asarray(done["cv_scores"]),
-                     "augment": augment or "none", "accuracy_validation": done["accuracy_validation"], "id": done["id"]})
-    table = pd.DataFrame(rows).sort_values("cv_mean", ascending=False, kind="stable", ignore_index=True)
-    table.insert(0, "rank", np.arange(1, len(table) + 1))
-    table.attrs["sweep"] = sid
-    if record:  # the sweep is done: say so, and show its chosen candidate at the top of the folder
-        with store_lock(store):
-            sweep.finished, sweep.chosen = True, str(table.id.iloc[0])
-            show_at_top(store, load_run(store, table.id.iloc[0]))
+    keys = [json.dumps(params, sort_keys=True) for params in candidates]
+    before = set(_recorded_candidates(store, sid)) & set(keys) if record else set()
+    recorded, finished = set(before), len(before) == len(candidates)
+    if before:
+        say(f"sweep {sid} was done before: its {len(candidates)} candidates are recorded, nothing to fit" if finished else
+            f"resuming sweep {sid}: {len(before)} of {len(candidates)} candidates were recorded before; "
+            f"fitting the other {len(candidates) - len(before)}", quiet)
+    kept = lambda: (f"{len(recorded)} of {len(candidates)} candidates are recorded in the store, each whole; once the server "
+                    "answers again, the same sweep goes on where it stopped")
+    validate = lambda params: cross_validate_grid(digits.X[train], digits.y[train], model, {k: [v] for k, v in params.items()},
+                                                  cv, seed, augment, client).iloc[0]
+    todo = [i for i, key in enumerate(keys) if key not in before]
+    rows, made, ahead = [], {}, {}  # ahead: the cross-validation of the next candidate, under way while one is recorded
+    with server_errors(store if record else None, kept):
+        if record:
+            with store_lock(store): sweep = _sweep_dataset(store, sid, model, candidates, cv, augment, seed)
+        for i, (params, key) in enumerate(zip(candidates, keys)):
+            done = _recorded_candidates(store, sid).get(key) if record else None
+            if done is None:
+                with phase("cross-validation"): scores = ahead.pop(i).result() if i in ahead else validate(params)
+                figures = {"mean": float(scores.cv_mean), "std": float(scores.cv_std), "folds": int(cv),
+                           "scores": [float(s) for s in scores.fold_scores]}
+                with store_lock(store) if record else nullcontext():  # a second process on the same sweep records it once
+                    done = _recorded_candidates(store, sid).get(key) if record else None
+                    if done is None:
+                        run = run_model(store, model, params, seed, fractions, stratify, digits, False, augment, cv=figures,
+                                        sweep=sid if record else None, learner=learner)
+                        following = [j for j in todo if j > i and j not in ahead]
+                        if following: ahead[following[0]] = _in_background(validate, candidates[following[0]])
+                        if record: record_run(store, run, latest=False, helper=helper)
+                        made[run.id] = run
+                        done = {"id": run.id if record else "", "when": run.when, "accuracy_validation": run.accuracy["validation"],
+                                **{f"cv_{k}": v for k, v in figures.items()}}
+            recorded.add(key)
+            rows.append({"model": model, "params": params, "setting": _setting(params), "cv_mean": done["cv_mean"],
+                         "cv_std": done["cv_std"], "cv_folds": int(cv), "fold_scores": np.asarray(done["cv_scores"]),
+                         "augment": augment or "none", "accuracy_validation": done["accuracy_validation"], "id": done["id"],
+                         "when": done["when"]})
+        table = pd.DataFrame(rows).sort_values(["cv_mean", "when"], ascending=[False, True], kind="stable", ignore_index=True)
+        table.insert(0, "rank", np.arange(1, len(table) + 1))
+        table.attrs.update(sweep=sid, resumed=len(before), fitted=len(candidates) - len(before))
+        if record:  # the sweep is done: say so, and show its chosen candidate at the top of the folder
+            with store_lock(store):
+                sweep.finished, sweep.chosen = True, str(table.id.iloc[0])
+                chosen = table.id.iloc[0]  # made now (its folder known) or before (read back)
+                show_at_top(store, made[chosen] if chosen in made else load_run(store, chosen))
     return table
 
 # %% ../nbs/08_select.ipynb #d66be86e
@@ -218,12 +253,15 @@ def sweep_tutorial(out="results", data="bundled", test_data=None, model=DEFAULT_
                    store=None, learner=None):
     "Cross-validate every candidate of `grid` on the train split of the digits in `out` (or the class store at URL `store`), each a run of `learner`; the table, best first."
     grid_candidates(model, grid or {})  # bad settings fail here, before anything is read or written
-    make_model(model, seed=seed)
+    with phase("imports"): make_model(model, seed=seed)  # the model's part of scikit-learn, which the helper is forked with
     augment = check_augment(augment)
     learner = default_learner() if learner is None else check_learner(learner)
-    with connect_scheduler(scheduler) if scheduler else nullcontext() as client:  # an unreachable scheduler fails here too
-        kosh_store, stored, settings = prepare_store(out, data, test_data, fractions, seed, stratify, replace, url, quiet, store)
+    # a helper process, forked now (scikit-learn imported), imports matplotlib and skops on the other core while we read and
+    # store, then draws each candidate's matrices and saves its model while we cross-validate, fit and record
+    with helper_process(*FIGURE_MODULES, *MODEL_MODULES) as helper, \
+            connect_scheduler(scheduler) if scheduler else nullcontext() as client:  # an unreachable scheduler fails here too
+        kosh_store, stored, settings = prepare_run_store(out, data, test_data, fractions, seed, stratify, replace, url, quiet, store)
         where = f" on the Dask cluster at {scheduler}" if scheduler else ""
-        say(f"cross-validating {MODELS[model].title} ({cv} folds){where}, then recording each candidate as a run", quiet)
+        say(f"cross-validating {MODELS[model].title} with {cv} folds{where}, then recording each candidate as a run", quiet)
         return sweep_model(kosh_store, model, grid, cv, augment, seed, settings["fractions"], stratify, stored, client=client,
-                           learner=learner)
+                           learner=learner, quiet=quiet, helper=helper)

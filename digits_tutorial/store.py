@@ -17,17 +17,19 @@ from kosh import KoshLoader
 
 from .data import Digits, block_counts, load_digits, read_bitmaps, read_optdigits
 from .images import counts_to_grey, read_digit_image, read_digit_images, save_digit_images
-from .plumbing import (bulk_supported, close_store, digit_records, fast_sha, file_uris, folder_lock,
-                                      insert_records, open_new_store, phase, quick_kosh_version, read_record, read_records, replace_path,
-                                      repoint_records, say, uninterrupted)
+from .plumbing import (bulk_supported, close_store, connect_server_store, digit_records, fast_sha, file_uris,
+                                      folder_lock, insert_records, masked_url, open_new_store, phase, quick_kosh_version, quiet_connect,
+                                      read_record, read_records, replace_path, repoint_records, say, server_lock, uninterrupted,
+                                      work_in_progress)
 from .split import check_fractions, split_digits, split_with_test_file
 
 # %% auto #0
 __all__ = ['LOADERS', 'DIGIT_KIND', 'STORE_NAME', 'IMAGES_NAME', 'INFO_ID', 'STORE_LAYOUT', 'RUNS_NAME', 'FOLDER_ATTRIBUTE',
-           'OptDigitsLoader', 'OptDigitsBitmapLoader', 'DigitImageLoader', 'register_loaders', 'add_loaders',
-           'digit_metadata', 'store_digits', 'StoreMismatch', 'store_info', 'on_server', 'store_name', 'store_path',
-           'store_folder', 'store_lock', 'results_folder', 'build_store', 'MissingFiles', 'read_stored_digits',
-           'recorded_folder', 'relocate_store', 'connect_store', 'prepare_digits', 'split_settings', 'prepare_store']
+           'LEFTOVERS', 'OptDigitsLoader', 'OptDigitsBitmapLoader', 'DigitImageLoader', 'register_loaders',
+           'add_loaders', 'digit_metadata', 'store_digits', 'StoreMismatch', 'store_info', 'on_server', 'store_name',
+           'store_path', 'store_folder', 'store_lock', 'results_folder', 'remove_leftovers', 'build_store',
+           'MissingFiles', 'read_stored_digits', 'recorded_folder', 'relocate_store', 'connect_store', 'prepare_digits',
+           'split_settings', 'read_and_split', 'prepare_store']
 
 # %% ../nbs/04_store.ipynb #b7e1c008
 quick_kosh_version()  # Kosh checks its version at every connect: a millisecond this way, not 0.1 s ("Under the hood")
@@ -130,9 +132,9 @@ class StoreMismatch(ValueError):
 def store_info(path) -> dict | None:
     "What the digits-tutorial store at `path` (or the open Kosh store `path`) holds (fingerprint, description, digits, split, folder), or None if there is none."
     if not isinstance(path, (str, Path)):  # an open Kosh store
-        if on_server(path):
-            from digits_tutorial.classroom import server_store_info  # a class's store on a database server: lesson 14
-            return server_store_info(path)
+        if on_server(path):  # a store on a database server (lesson 14): Kosh's own `find_ensembles`
+            found = list(path.find_ensembles(id_pool=[INFO_ID]))
+            return {k: v for k, v in found[0].list_attributes(dictionary=True).items() if k != "id"} if found else None
         path = store_path(path)
     path = Path(path)
     if not path.exists(): return None
@@ -155,9 +157,7 @@ FOLDER_ATTRIBUTE = "digits_tutorial_folder"  # where a store on a server keeps t
 
 def store_name(store) -> str:
     "A store as messages name it: its SQLite file, or the address of its server with the password masked."
-    if not on_server(store): return str(store_path(store))
-    from digits_tutorial.classroom import masked_url  # a class's store on a database server: lesson 14
-    return masked_url(store.db_uri)
+    return masked_url(store.db_uri) if on_server(store) else str(store_path(store))
 
 
 def store_path(store) -> Path:
@@ -178,9 +178,7 @@ def store_folder(store) -> Path:
 
 def store_lock(store):
     "The lock that makes processes take turns on a store: its folder's lock file, or, on a database server, the server's own lock."
-    if not on_server(store): return folder_lock(store_folder(store))
-    from digits_tutorial.classroom import server_lock  # a class's store on a database server: lesson 14
-    return server_lock(str(store.db_uri))
+    return server_lock(str(store.db_uri)) if on_server(store) else folder_lock(store_folder(store))
 
 
 def results_folder(out, make=False) -> Path:
@@ -226,34 +224,48 @@ def _describe(store, digits: Digits, split_settings=None):
     store.create_ensemble(name="digits-tutorial", id=INFO_ID, metadata=info)
 
 
+LEFTOVERS = (".store.partial-*.sql*", ".images.partial-*", ".images.old-*")  # what a write cut short can leave, by name (a store with SQLite's -journal)
+
+
+def remove_leftovers(folder):
+    "Remove what a process stopped in the middle of a write left in `folder` (killed, say): under the folder's lock, where alone such files are made."
+    for pattern in LEFTOVERS:
+        for leftover in Path(folder).glob(pattern):
+            if leftover.is_dir(): shutil.rmtree(leftover, ignore_errors=True)
+            else: leftover.unlink(missing_ok=True)
+
+
 def build_store(digits: Digits, folder, replace=False, progress=False, split_settings=None) -> Path:
     "Write split `digits` into `folder` (a PNG per digit in `images/`, a Kosh dataset per digit in `store.sql`), or keep the store of the same digits there; return its path."
     import kosh
     if digits.split is None: raise ValueError("the digits have no splits yet; set `digits.split` (see `split_digits`) first")
     folder = results_folder(folder, make=True)
     with folder_lock(folder):  # a second process waits here for the first
+        remove_leftovers(folder)
         if _check_folder(folder, digits, replace):
             return folder / STORE_NAME  # the same digits are stored already, with the runs made on them: keep it all
-        partial_images = Path(tempfile.mkdtemp(prefix=".images.partial-", dir=folder))
-        partial_store = folder / f".store.partial-{uuid.uuid4().hex[:8]}.sql"
+        partial_store, store = folder / f".store.partial-{uuid.uuid4().hex[:8]}.sql", None
         try:
-            paths = save_digit_images(digits, partial_images, progress=progress)
-            uris = [str(folder / IMAGES_NAME / p.name) for p in paths]  # where the images will be
-            shas = [fast_sha(str(p)) for p in paths]
-            if bulk_supported():  # the same records as `store_digits`, in one transaction, Kosh's connection kept open
-                store, user_id = open_new_store(partial_store)
-                insert_records(partial_store, digit_records([digit_metadata(digits, i) for i in range(len(digits))], uris, user_id, shas))
-            else:
-                store = kosh.connect(str(partial_store))
-                store_digits(store, digits, uris, shas)
-            _describe(store, digits, split_settings)
-            close_store(store)
-            replace_path(partial_images, folder / IMAGES_NAME)
-            replace_path(partial_store, folder / STORE_NAME)
-            shutil.rmtree(folder / RUNS_NAME, ignore_errors=True)  # runs of an earlier store went with it
+            with work_in_progress(".images.partial-", folder) as partial_images:  # gone at the end, unless moved into place
+                paths = save_digit_images(digits, partial_images, progress=progress)
+                uris = [str(folder / IMAGES_NAME / p.name) for p in paths]  # where the images will be
+                shas = [fast_sha(str(p)) for p in paths]
+                if bulk_supported():  # the same records as `store_digits`, in one transaction, Kosh's connection kept open
+                    store, user_id = open_new_store(partial_store)
+                    insert_records(partial_store, digit_records([digit_metadata(digits, i) for i in range(len(digits))], uris, user_id, shas))
+                else:
+                    store = kosh.connect(str(partial_store))
+                    store_digits(store, digits, uris, shas)
+                _describe(store, digits, split_settings)
+                close_store(store)
+                store = None
+                with uninterrupted():  # images, store and runs change together
+                    replace_path(partial_images, folder / IMAGES_NAME)
+                    replace_path(partial_store, folder / STORE_NAME)
+                    shutil.rmtree(folder / RUNS_NAME, ignore_errors=True)  # runs of an earlier store went with it
         finally:
-            shutil.rmtree(partial_images, ignore_errors=True)
-            partial_store.unlink(missing_ok=True)
+            if store is not None: close_store(store)  # now: at exit, Kosh would write to the file, and so make it again
+            for left in folder.glob(partial_store.name + "*"): left.unlink(missing_ok=True)  # with its -journal
     return folder / STORE_NAME
 
 # %% ../nbs/04_store.ipynb #d0ace3b7
@@ -335,12 +347,12 @@ def relocate_store(path) -> str | None:
 
 def connect_store(path, read_only=False, folder=None):
     "Open (or create) the Kosh store at `path` (SQLite; or a server's URL, its files in `folder`) with the project's loaders first; a store whose folder moved is re-pointed first."
-    import kosh
-    if on_server(path):
-        from digits_tutorial.classroom import connect_server_store  # a class's store on a database server: lesson 14
-        return add_loaders(connect_server_store(str(path), folder, read_only=read_only))
+    if on_server(path):  # a class's store on a database server (lesson 14)
+        store = connect_server_store(str(path), read_only=read_only)
+        setattr(store, FOLDER_ATTRIBUTE, None if folder is None else str(results_folder(folder)))  # see `store_folder`
+        return add_loaders(store)
     if Path(path).is_file(): relocate_store(path)  # a results folder that was moved or copied reads its own files
-    return add_loaders(kosh.connect(str(path), read_only=read_only))
+    return add_loaders(quiet_connect(path, read_only))
 
 # %% ../nbs/04_store.ipynb #6021aa2f
 def prepare_digits(data="bundled", test_data=None, fractions=(0.6, 0.2, 0.2), seed=0, stratify=True, url=None,
@@ -369,20 +381,21 @@ def split_settings(fractions, test_data=None) -> tuple[float, float, float]:
     return check_fractions((train / (train + validation), validation / (train + validation), 0.0))
 
 
-def prepare_store(out="results", data="bundled", test_data=None, fractions=(0.6, 0.2, 0.2), seed=0, stratify=True,
-                  replace=False, url=None, quiet=False, store=None) -> tuple:
-    "Check the folder and the fractions, read and split the digits, make (or keep) the Kosh store in `out` (or the class store at URL `store`); the store, its digits, the split's settings."
-    out = results_folder(out)  # a bad folder or bad fractions stop here, before any data is read
-    if store is not None:  # a class's store on a database server, shared by many learners: lesson 14
-        from digits_tutorial.classroom import check_class_store, class_store
-        check_class_store(store, replace)
+def read_and_split(data="bundled", test_data=None, fractions=(0.6, 0.2, 0.2), seed=0, stratify=True, url=None,
+                   quiet=False) -> tuple[Digits, dict]:
+    "The fractions checked before any data is read, then the digits read and split (`prepare_digits`); the digits, and the split's settings a store records."
     settings = {"fractions": split_settings(fractions, test_data), "seed": seed, "stratify": stratify}
     say("reading the data", quiet)
     with phase("data"): digits = prepare_digits(data, test_data, fractions, seed, stratify, url, progress=not quiet)
     settings["test_sources"] = sorted(set(digits.source[digits.split == "test"])) if test_data is not None else []
-    if store is not None:
-        class_kosh_store = class_store(store, digits, results_folder(out, make=True), settings, quiet)
-        return class_kosh_store, read_stored_digits(class_kosh_store), settings
+    return digits, settings
+
+
+def prepare_store(out="results", data="bundled", test_data=None, fractions=(0.6, 0.2, 0.2), seed=0, stratify=True,
+                  replace=False, url=None, quiet=False) -> tuple:
+    "Check the folder and the fractions, read and split the digits, make (or keep) the Kosh store in `out`; the store, its digits, the split's settings."
+    out = results_folder(out)  # a bad folder or bad fractions stop here, before any data is read
+    digits, settings = read_and_split(data, test_data, fractions, seed, stratify, url, quiet)
     with phase("store"), folder_lock(results_folder(out, make=True)):  # no other process replaces the store meanwhile
         info = store_info(out / STORE_NAME) if not replace and (out / STORE_NAME).exists() else None
         if info and info.get("fingerprint") == digits.fingerprint:

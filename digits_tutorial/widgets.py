@@ -7,22 +7,24 @@ from __future__ import annotations
 
 import html
 import io
+import threading
 from pathlib import Path
 
 import numpy as np
 from fastcore.basics import patch
 
 from .data import Digits
-from .evaluate import CLASSES, SPLIT_TITLES, cell_digits, save_confusion_matrices
-from .runs import Run, load_run, run_model, runs_table
+from .evaluate import CLASSES, SPLIT_TITLES, accuracies, cell_digits, save_confusion_matrices
+from .runs import Run, check_learner, default_learner, load_run, record_run, run_model, run_rows
 from .split import SPLITS
 from .plumbing import store_for_this_thread
 from .store import on_server, read_stored_digits, store_info
 from .train import DEFAULT_MODEL, MODELS
 
 # %% auto #0
-__all__ = ['LAB_APP_FOLDER', 'LAB_PORT', 'describe_split', 'LabState', 'gallery_png', 'DigitsLab', 'open_lab', 'lab_app_notebook',
-           'LabServer', 'serve_lab']
+__all__ = ['LAB_APP_FOLDER', 'LAB_PORT', 'KERNEL_TIMEOUT', 'BOARD_APP_FOLDER', 'describe_split', 'count_confusions', 'LabState',
+           'gallery_png', 'DigitsLab', 'open_lab', 'lab_app_notebook', 'LabServer', 'serve_lab', 'board_app_notebook',
+           'BoardServer', 'serve_board']
 
 # %% ../nbs/12_lab.ipynb #fe6b00c7
 def describe_split(run: Run) -> str:
@@ -34,13 +36,37 @@ def describe_split(run: Run) -> str:
     return f"drawn for this run: {settings} ({counts})"
 
 
+def count_confusions(run: Run) -> dict:
+    """The confusion matrix of each split of `run`, counted with numpy: what a `Run`'s matrices are (scikit-learn's
+    `confusion_matrix`), without importing scikit-learn, which the lab's first screen does not otherwise need."""
+    n = len(CLASSES)
+    return {s: np.bincount(run.labels[m] * n + run.predicted[m], minlength=n * n).reshape(n, n)
+            for s in SPLITS for m in [run.split == s]}
+
+
+def _row(run: Run) -> dict:
+    "What the list of runs says of a run fitted here and not yet read back from the store (the keys of `run_rows`)."
+    return {"id": run.id, "when": run.when, "learner": run.learner, "model": run.model,
+            "setting": ", ".join(f"{k}={v:g}" for k, v in run.params.items()),
+            "accuracy_validation": float("nan") if (a := accuracies(count_confusions(run))["validation"]) is None else a}
+
+
+def _one_openmp_thread():
+    """Run scikit-learn's OpenMP loops (k-nearest neighbours' distances) on one thread: the lab shares the machine with its
+    recorder, the browser and the server, and OpenMP's threads wait for each other whenever one of them finds no free core."""
+    from threadpoolctl import threadpool_limits
+    return threadpool_limits(1, user_api="openmp")
+
+
 class LabState:
-    "The lab's state and logic, with no widgets: split and model settings, runs (new and earlier), views, the selected cell."
+    """The lab's state and logic, with no widgets: split and model settings, runs (new and earlier), views, the selected cell;
+    whose lab it is (`learner`, by default the login name): its fits are their runs, and it opens on their latest run."""
 
     MIN_FRACTION = 0.05
 
-    def __init__(self, store):
+    def __init__(self, store, learner=None):
         self._store = store
+        self.learner = default_learner() if learner is None else check_learner(learner)
         self.digits = read_stored_digits(store)  # every digit, through Kosh, with its provenance and the store's split
         info = store_info(store) or {}
         shares = tuple(round(float((self.digits.split == s).mean()), 2) for s in SPLITS)
@@ -51,8 +77,17 @@ class LabState:
         self.view_split, self.normalize, self.selected = "validation", False, None
         self.result: Run | None = None
         self.stale, self.busy, self.error = True, False, None
-        runs = runs_table(self.store)  # oldest first
-        if len(runs): self.show_run(runs.id.iloc[-1])  # start where the store left off: on its latest run
+        self._matrices = (None, None)  # (run, its confusion matrices): counted once per run shown
+        # the recorder's thread and this one share what follows, under `_lock`
+        self._lock = threading.Lock()
+        self._rows = run_rows(store)  # the store's runs, oldest first; read again after each record
+        self._pending: dict[str, Run] = {}  # fitted and shown, their record not yet written
+        self._records = []  # the records asked for (futures), until `wait_recorded` sees them done
+        self.not_recorded: dict[str, str] = {}  # run id: why its record failed
+        self.on_recorded = None  # called as (run, error) in the recorder's thread once a run's record is written, or failed
+        mine = [r for r in self._rows if r["learner"] == self.learner]
+        if not mine and not on_server(store): mine = self._rows  # a folder's own store: its latest run, whoever made it
+        if mine: self.show_run(mine[-1]["id"])  # start where this learner left off: on their latest run
 
     @property
     def store(self):
@@ -100,13 +135,16 @@ class LabState:
 
     # --- runs ---
     def fit(self) -> bool:
-        "Make a run with the current settings (`run_model`, recorded in the store); on any error keep the last results and set `error`."
+        """Make a run with the current settings (`run_model`) and show it; its record in the store is written after, in the
+        background (`wait_recorded`). On any error keep the last results and set `error`."""
         if self.busy: return False
         self.busy, self.error = True, None
         try:
-            self.result = run_model(self.store, self.model, self.params, self.seed, stratify=self.stratify,
-                                    fractions=self.fractions if self.own_split else None, digits=self.digits)
-            self.stale, self.selected = False, None
+            with _one_openmp_thread():
+                run = run_model(self.store, self.model, self.params, self.seed, stratify=self.stratify, record=False,
+                                fractions=self.fractions if self.own_split else None, digits=self.digits, learner=self.learner)
+            self._record_later(run)
+            self.result, self.stale, self.selected = run, False, None
             return True
         except Exception as err:  # the lab shows every failure as a message and keeps working
             self.error = str(err) or type(err).__name__
@@ -114,18 +152,27 @@ class LabState:
         finally:
             self.busy = False
 
-    def runs(self) -> list[tuple[str, str]]:
-        "The runs recorded in the store, oldest first, as (label, run id); on a class store, each with its learner."
-        table = runs_table(self.store)
-        learners = on_server(self.store) or table.learner.nunique() > 1  # a class's runs say whose they are
-        whose = lambda r: f"{r.learner or '?'} · " if learners else ""
-        return [(f"{r.when[11:19]} {whose(r)}{MODELS[r.model].title if r.model in MODELS else r.model} ({r.setting}) · "
-                 f"validation {r.accuracy_validation:.1%}", r.id) for r in table.itertuples()]
+    def runs(self, read=True) -> list[tuple[str, str]]:
+        """The runs recorded in the store, oldest first, then those fitted here whose record is being written, as (label, run
+        id); on a class store, each with its learner. `read=False`: the store's list as last read (the recorder reads it after
+        each record), which is how a Fit lists its run without waiting for the store."""
+        if read:
+            rows = run_rows(self.store)
+            with self._lock: self._rows = rows
+        with self._lock:
+            rows = list(self._rows)
+            rows += [_row(run) for run_id, run in self._pending.items() if run_id not in {r["id"] for r in rows}]
+        learners = on_server(self._store) or len({r["learner"] for r in rows if r["learner"]}) > 1  # whose, in a class
+        whose = lambda r: f"{r['learner'] or '?'} · " if learners else ""
+        title = lambda r: MODELS[r["model"]].title if r["model"] in MODELS else r["model"]
+        return [(f"{r['when'][11:19]} {whose(r)}{title(r)} ({r['setting']}) · validation {r['accuracy_validation']:.1%}", r["id"])
+                for r in rows]
 
     def show_run(self, run_id) -> bool:
-        "Show an earlier run, read back from the store (no refit); its settings become the current ones."
+        "Show an earlier run, read back from the store (no refit; one whose record is being written, as fitted); its settings become the current ones."
         try:
-            run = load_run(self.store, run_id, digits=self.digits)
+            with self._lock: run = self._pending.get(run_id)
+            if run is None: run = load_run(self.store, run_id, digits=self.digits)
         except Exception as err:
             self.error = str(err) or type(err).__name__
             return False
@@ -136,10 +183,17 @@ class LabState:
         return True
 
     # --- views: these never refit ---
+    def matrices(self) -> dict | None:
+        "The confusion matrix of each split of the run on show (`count_confusions`, counted once per run)."
+        if self.result is None: return None
+        run, counted = self._matrices
+        if run is not self.result: self._matrices = (self.result, counted := count_confusions(self.result))
+        return counted
+
     def matrix(self, split=None) -> np.ndarray | None:
         "The confusion matrix of `split` (the one in view by default): counts, or row percentages if `normalize`."
         if self.result is None: return None
-        cm = self.result.matrices[split or self.view_split]
+        cm = self.matrices()[split or self.view_split]
         if not self.normalize: return cm
         return cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) * 100
 
@@ -157,15 +211,80 @@ class LabState:
     def save_matrices(self, folder) -> list[Path]:
         "Save the three confusion matrices as the PNG files of the original Kosh tutorial."
         if self.result is None: raise ValueError("nothing to save yet: press Fit first")
-        return save_confusion_matrices(self.result.matrices, folder, normalize=self.normalize)
+        return save_confusion_matrices(self.matrices(), folder, normalize=self.normalize)
+
+
+# %% ../nbs/12_lab.ipynb #c0ffee02
+_RECORDER, _RECORDER_MADE = None, threading.Lock()
+
+
+def _recorder():
+    """The one thread that writes the lab's records, in the order they were asked for: a `ThreadPoolExecutor` of one worker,
+    which Python lets finish every record asked for before the process ends (it is no daemon)."""
+    global _RECORDER
+    with _RECORDER_MADE:
+        if _RECORDER is None:
+            from concurrent.futures import ThreadPoolExecutor
+            _RECORDER = ThreadPoolExecutor(1, thread_name_prefix="digits-lab-recorder")
+        return _RECORDER
+
+
+@patch
+def _record_later(self: LabState, run: Run):
+    "Have the recorder write `run`'s record (`record_run`: its files, then its Kosh dataset) after whatever it was asked before."
+    with self._lock: self._pending[run.id] = run
+    try:
+        self._records.append(_recorder().submit(self._record, run))
+    except BaseException:  # no recorder to ask (the process is ending): the fit fails whole
+        with self._lock: self._pending.pop(run.id, None)
+        raise
+
+
+@patch
+def _record(self: LabState, run: Run):
+    "In the recorder's thread: record `run` in the store, read the list of runs again, and say so (`on_recorded`)."
+    store, error = store_for_this_thread(self._store), None
+    try:
+        record_run(store, run)
+    except Exception as err:  # e.g. a full disk, a class's server gone: the run stays on screen, said to be unrecorded
+        error = str(err) or type(err).__name__
+    try: rows = run_rows(store)
+    except Exception: rows = None
+    with self._lock:
+        self._pending.pop(run.id, None)
+        if rows is not None: self._rows = rows
+        if error is not None: self.not_recorded[run.id] = error
+    if self.on_recorded is not None: self.on_recorded(run, error)
+
+
+@patch
+def recording(self: LabState, run_id=None) -> bool:
+    "Whether the record of run `run_id` (of any run fitted here, if None) is still being written."
+    with self._lock: return bool(self._pending) if run_id is None else run_id in self._pending
+
+
+@patch
+def wait_recorded(self: LabState, timeout=None) -> bool:
+    """Wait until the record of every fit so far is written (or has failed: `not_recorded` says why); False if `timeout`
+    seconds pass first."""
+    from concurrent.futures import wait
+    _, not_done = wait(list(self._records), timeout)
+    self._records = [f for f in self._records if not f.done()]
+    return not not_done
+
 
 # %% ../nbs/12_lab.ipynb #a1f6309b
+_BLUES = [(247, 251, 255), (222, 235, 247), (198, 219, 239), (158, 202, 225), (107, 174, 214), (66, 146, 198), (33, 113, 181),
+          (8, 81, 156), (8, 48, 107)]  # ColorBrewer's nine blues, from which matplotlib makes its colour map "Blues"
+_BLUES_TABLE = ["#" + "".join(format(round(float(v) * 255), "02x") for v in rgb) for rgb in np.stack(
+    [np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(_BLUES)), [c[k] / 255 for c in _BLUES]) for k in range(3)], axis=1)]
+
+
 def _cell_colour(value, top):
-    "A heatmap colour (matplotlib's Blues) for a cell, and a text colour that stays readable on it."
-    from matplotlib import colormaps
-    from matplotlib.colors import to_hex
+    """A heatmap colour for a cell, the one matplotlib's `Blues` gives (its 256 colours, made here without importing matplotlib,
+    which the first screen does not otherwise need), and a text colour that stays readable on it."""
     level = 0.0 if top <= 0 else float(value) / top
-    return to_hex(colormaps["Blues"](0.05 + 0.9 * level)), ("white" if level > 0.55 else "black")
+    return _BLUES_TABLE[min(int((0.05 + 0.9 * level) * 256), 255)], ("white" if level > 0.55 else "black")
 
 
 def gallery_png(digits: Digits, ncols=12) -> bytes:
@@ -191,18 +310,19 @@ def gallery_png(digits: Digits, ncols=12) -> bytes:
 
 # %% ../nbs/12_lab.ipynb #031e23bb
 class DigitsLab:
-    "The lab in JupyterLab: ipywidgets controls over a `LabState` for the Kosh store `store`."
+    "The lab in JupyterLab: ipywidgets controls over a `LabState` for the Kosh store `store` and the `learner` whose lab it is."
 
     GALLERY_MAX = 48  # digits drawn at most for one cell
     TEST_NOTE = ("The test split is for the final report: choose the model and its settings on the validation split, "
                  "and look at the test split once, at the end.")
 
-    def __init__(self, store, out_folder=None):
+    def __init__(self, store, out_folder=None, learner=None):
         import ipywidgets as w
         self.w = w
-        self.state = state = LabState(store)
+        self.state = state = LabState(store, learner)
         self.out_folder = Path(out_folder or ".")
         self._syncing = False  # True while the lab sets its own controls from the state
+        self._turn = threading.RLock()  # the learner's actions and the recorder's news take turns on the controls
         wide = {"description_width": "initial"}
         # split
         self.fraction = {s: w.FloatSlider(value=f, min=state.MIN_FRACTION, max=1 - 2 * state.MIN_FRACTION, step=0.01,
@@ -229,7 +349,8 @@ class DigitsLab:
         self.test_note = w.HTML(f"<i>{html.escape(self.TEST_NOTE)}</i>")
         self.save_button = w.Button(description="Save matrices as PNG", tooltip="Save the three confusion matrices as PNG files", icon="save",
                                     layout={"width": "auto", "align_self": "flex-start"})
-        self.cells = [[w.Button(layout={"width": "52px", "height": "30px", "margin": "1px", "padding": "0"}) for _ in CLASSES] for _ in CLASSES]
+        cell = w.Layout(width="52px", height="30px", margin="1px", padding="0")  # one layout for the 100 cells: 99 widgets fewer
+        self.cells = [[w.Button(layout=cell) for _ in CLASSES] for _ in CLASSES]
         self.matrix = self._matrix_grid()
         self.gallery_title = w.HTML()
         self.gallery = w.Image(format="png", layout={"max_width": "700px", "align_self": "flex-start"})
@@ -239,6 +360,7 @@ class DigitsLab:
         self._param_controls()
         self._list_runs()
         self.refresh()
+        state.on_recorded = self._recorded  # the recorder's news: the list of runs, the status of the run on show
         self.widget = w.VBox([
             w.HTML("<b>Split</b>"), w.HBox(list(self.fraction.values())), w.HBox([self.seed, self.stratify, self.counts]),
             w.HTML("<b>Model</b>"), w.HBox([self.model, self.fit_button, self.busy]), self.params, self.status,
@@ -339,37 +461,63 @@ def _sync_controls(self: DigitsLab):
 # %% ../nbs/12_lab.ipynb #3c5e7a05
 @patch
 def fit(self: DigitsLab):
-    "Fit with the current settings (a recorded run), showing that the lab is busy; a second fit cannot start meanwhile."
-    if self.state.busy: return
-    self.fit_button.disabled, self.fit_button.description = True, "Fitting…"
-    self.busy.layout.visibility, self.busy.bar_style, self.busy.value = "visible", "info", 1
-    self.status.value = "<span>Fitting…</span>"
+    """Fit with the current settings and show the result: the matrix in view and the three accuracies are on screen when
+    `fit()` returns, which takes the model's own fit and predictions and little more; a second fit cannot start meanwhile.
+    The run's record (its files: the matrices as PNG, the model, `metrics.json`, `split.csv`; then its Kosh dataset) is
+    written after, by the one recorder thread of the process, in the order of the fits: `wait_recorded()` waits for it.
+    A process that ends normally writes every record asked for first; `digits-tutorial runs` never lists half a run."""
+    with self._turn:
+        if self.state.busy: return
+        self.fit_button.disabled, self.fit_button.description = True, "Fitting…"
+        self.busy.layout.visibility, self.busy.bar_style, self.busy.value = "visible", "info", 1
+        self.status.value = "<span>Fitting…</span>"
+        try:
+            self.state.fit()
+        finally:
+            self.fit_button.disabled, self.fit_button.description = False, "Fit"
+            self.busy.layout.visibility = "hidden"
+            self._list_runs()
+            self.refresh()
+
+
+@patch
+def wait_recorded(self: DigitsLab, timeout=None) -> bool:
+    """Wait until the record of every fit so far is written in the store (or has failed: the status says why); False if
+    `timeout` seconds pass first. `fit()` returns once the screen shows the fit; this, once `runs` lists it."""
+    return self.state.wait_recorded(timeout)
+
+
+@patch
+def _recorded(self: DigitsLab, run, error):
+    "In the recorder's thread, once `run` is recorded (or failed to be): the list of runs, and the status if it is on show."
     try:
-        self.state.fit()
-    finally:
-        self.fit_button.disabled, self.fit_button.description = False, "Fit"
-        self.busy.layout.visibility = "hidden"
-        self._list_runs()
-        self.refresh()
+        with self._turn:
+            self._list_runs()
+            if self.state.result is run: self._draw_status()
+    except Exception:  # a page gone, a kernel ending: the record is written all the same
+        pass
 
 
 @patch
 def _list_runs(self: DigitsLab):
     "Fill the list of earlier runs, the one on show selected."
-    self._syncing = True
-    try:
-        self.runs.options = self.state.runs()
-        self.runs.value = self.state.result.id if self.state.result is not None else None
-    finally:
-        self._syncing = False
+    with self._turn:
+        self._syncing = True
+        try:
+            self.runs.options = options = self.state.runs(read=False)
+            shown = self.state.result.id if self.state.result is not None else None
+            self.runs.value = shown if shown in {run_id for _, run_id in options} else None  # an unrecorded run is not listed
+        finally:
+            self._syncing = False
 
 
 @patch
 def show_run(self: DigitsLab, run_id):
     "Show an earlier run of the store with its settings, matrices and split, without refitting."
-    if self._syncing or run_id is None or (self.state.result is not None and self.state.result.id == run_id): return
-    if self.state.show_run(run_id): self._sync_controls()
-    self.refresh()
+    with self._turn:
+        if self._syncing or run_id is None or (self.state.result is not None and self.state.result.id == run_id): return
+        if self.state.show_run(run_id): self._sync_controls()
+        self.refresh()
 
 
 @patch
@@ -394,22 +542,34 @@ def save(self: DigitsLab):
 @patch
 def refresh(self: DigitsLab):
     "Redraw every view from the state."
-    state = self.state
-    self.counts.value = " · ".join(f"{s} {n:,}" for s, n in state.split_counts().items())
+    with self._turn:
+        state = self.state
+        self.counts.value = " · ".join(f"{s} {n:,}" for s, n in state.split_counts().items())
+        self._draw_status()
+        self.test_note.layout.display = None if state.view_split == "test" else "none"
+        self._draw_matrix()
+        self._draw_gallery()
+        self.drawing.use_run(state.result)  # the pad reads with the run on show
+
+
+@patch
+def _draw_status(self: DigitsLab):
+    state, r = self.state, self.state.result
     if state.error:
         self.status.value = f"<span style='color:#b00020' role='alert'>⚠ {html.escape(state.error)}</span>"
-    elif state.result is None:
+    elif r is None:
         self.status.value = "No results yet: press <b>Fit</b>, or choose an earlier run."
     elif state.stale:
         self.status.value = "<span style='color:#b26a00'>Results are out of date: press <b>Fit</b> to refit with the new settings.</span>"
     else:
-        r = state.result
-        self.status.value = (f"Run {html.escape(r.id)}: {MODELS[r.model].title} ({', '.join(f'{k}={v:g}' for k, v in r.params.items())}), "
-                             f"fitted in {r.fit_seconds:.2f} s.")
-    self.test_note.layout.display = None if state.view_split == "test" else "none"
-    self._draw_matrix()
-    self._draw_gallery()
-    self.drawing.use_run(state.result)  # the pad reads with the run on show
+        said = (f"Run {html.escape(r.id)}: {MODELS[r.model].title} ({', '.join(f'{k}={v:g}' for k, v in r.params.items())}), "
+                f"fitted in {r.fit_seconds:.2f} s.")
+        if r.id in state.not_recorded:
+            said += (f" <span style='color:#b00020' role='alert'>⚠ It could not be recorded in the store: "
+                     f"{html.escape(state.not_recorded[r.id])}</span>")
+        elif state.recording(r.id):
+            said += " <i class='digits-lab-recording'>Recording it in the store…</i>"
+        self.status.value = said
 
 
 @patch
@@ -421,9 +581,9 @@ def _draw_matrix(self: DigitsLab):
             for j in CLASSES: self.cells[i][j].description, self.cells[i][j].disabled = "", True
         return
     self.accuracy.value = " · ".join(f"{SPLIT_TITLES[s]} <b>{a:.1%}</b>" if a is not None else f"{SPLIT_TITLES[s]} –"
-                                     for s, a in result.accuracy.items())
+                                     for s, a in accuracies(state.matrices()).items())
     self.split_used.value = html.escape(describe_split(result), quote=False)
-    counts, shown = result.matrices[state.view_split], state.matrix()
+    counts, shown = state.matrices()[state.view_split], state.matrix()
     top = shown.max()
     for i in CLASSES:
         for j in CLASSES:
@@ -475,11 +635,10 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-from .plumbing import replace_path
+from .plumbing import replace_path, work_in_progress
 from .store import STORE_NAME, connect_store, prepare_store, relocate_store
 
 # %% ../nbs/12_lab.ipynb #b3d6998f
@@ -487,42 +646,45 @@ LAB_APP_FOLDER = ".lab"  # in the lab's folder: the notebook Voila serves and Vo
 LAB_PORT = 8866  # Voila's own default port
 
 
-def open_lab(out, store=None) -> DigitsLab:
-    """The lab on the Kosh store of folder `out` (as `digits-tutorial run` leaves it), saving its matrices into `out`;
-    or, given the address `store`, on that class store (lesson 14), the learner's files in `out`."""
+def open_lab(out, store=None, learner=None) -> DigitsLab:
+    """The lab of `learner` (the login name by default) on the Kosh store of folder `out` (as `digits-tutorial run` leaves
+    it), saving its matrices into `out`; or, given the address `store`, on that class store (lesson 14), their files in `out`."""
     out = Path(out).resolve()
     if store is not None:
         from digits_tutorial.classroom import open_store
-        return DigitsLab(open_store(out, store), out_folder=out)
+        return DigitsLab(open_store(out, store), out_folder=out, learner=learner)
     if not (out / STORE_NAME).is_file():
         raise FileNotFoundError(f"{out / STORE_NAME}: no store here; `digits-tutorial run --out {out}` makes one")
-    return DigitsLab(connect_store(out / STORE_NAME), out_folder=out)
+    return DigitsLab(connect_store(out / STORE_NAME), out_folder=out, learner=learner)
 
 
-def lab_app_notebook(out, store=None) -> Path:
-    """Write the notebook that Voila serves as the lab app, a title and `open_lab` on folder `out`, into `out/.lab/`; its path.
-    A class store's address is not written: the app reads it from DIGITS_TUTORIAL_STORE, which `LabServer` sets."""
+def lab_app_notebook(out, store=None, learner=None) -> Path:
+    """Write the notebook that Voila serves as the lab app of `learner`, a title and `open_lab` on folder `out`, into
+    `out/.lab/`; its path. A class store's address is not written: the app reads it from DIGITS_TUTORIAL_STORE, which
+    `LabServer` sets."""
     out = Path(out).resolve()
+    learner = default_learner() if learner is None else check_learner(learner)
     folder = out / LAB_APP_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     def cell(kind, text):
         extra = {"execution_count": None, "outputs": []} if kind == "code" else {}
         return {"cell_type": kind, "id": kind, "metadata": {}, "source": text, **extra}
     if store is None:
-        title = (f"# Digits lab\n\nOn the Kosh store `{out / STORE_NAME}`: every **Fit** is a run recorded there, "
-                 f"and `digits-tutorial runs --out {out}` lists them.")
+        title = (f"# Digits lab of {learner}\n\nOn the Kosh store `{out / STORE_NAME}`: every **Fit** is a run of {learner} "
+                 f"recorded there, and `digits-tutorial runs --out {out}` lists them.")
     else:
-        from digits_tutorial.classroom import masked_url
-        title = (f"# Digits lab\n\nOn the class store `{masked_url(store)}`: every **Fit** is a run recorded there, "
-                 f"its files in `{out}`, and `digits-tutorial runs --board` ranks the class.")
-    where = "" if store is None else ", os.environ['DIGITS_TUTORIAL_STORE']"  # an address in the app's environment only
-    code = ("import os\n" if store else "") + f"from digits_tutorial.widgets import open_lab\nopen_lab({str(out)!r}{where})"
+        from digits_tutorial.plumbing import masked_url
+        title = (f"# Digits lab of {learner}\n\nOn the class store `{masked_url(store)}`: every **Fit** is a run of {learner} "
+                 f"recorded there, its files in `{out}`, and `digits-tutorial runs --board` ranks the class.")
+    where = "None" if store is None else "os.environ['DIGITS_TUTORIAL_STORE']"  # an address in the app's environment only
+    code = (("import os\n" if store else "") + "from digits_tutorial.widgets import open_lab\n"
+            f"open_lab({str(out)!r}, {where}, learner={learner!r})")
     notebook = {"cells": [cell("markdown", title), cell("code", code)], "nbformat": 4, "nbformat_minor": 5,
                 "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}}}
-    fd, tmp = tempfile.mkstemp(prefix=".digits-lab.", dir=folder)
-    with os.fdopen(fd, "w") as f: json.dump(notebook, f, indent=1)
     path = folder / "digits-lab.ipynb"
-    replace_path(tmp, path)  # two commands on one folder never see half a notebook
+    with work_in_progress(".digits-lab.", folder, folder=False) as tmp:  # gone however this ends, unless put in place
+        tmp.write_text(json.dumps(notebook, indent=1))
+        replace_path(tmp, path)  # two commands on one folder never see half a notebook
     return path
 
 # %% ../nbs/12_lab.ipynb #6e59627b
@@ -541,27 +703,43 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class LabServer:
-    """The lab on the store of folder `out` (or on the class store at `store`, its files in `out`) as a web app: a Voila server
-    on 127.0.0.1 in a process of its own; a context manager."""
+KERNEL_TIMEOUT = 180  # seconds a page's kernel lives on once no page is connected to it and it is idle (Voila's culling)
 
-    def __init__(self, out, port=None, timeout=60, store=None):
+
+class LabServer:
+    """The lab of `learner` on the store of folder `out` (or on the class store at `store`, its files in `out`) as a web app:
+    a Voila server on 127.0.0.1 in a process of its own, which ends the kernel of a page nobody has open after
+    `kernel_timeout` seconds; a context manager."""
+    app_folder = LAB_APP_FOLDER  # where its notebook and Voila's log go, in the folder
+
+    def __init__(self, out, port=None, timeout=60, store=None, learner=None, kernel_timeout=KERNEL_TIMEOUT):
         if port is not None and not 0 < int(port) < 65536:
             raise ValueError(f"port {port}: expected a number from 1 to 65535")
+        if not (isinstance(kernel_timeout, int) and kernel_timeout > 0):
+            raise ValueError(f"kernel timeout {kernel_timeout!r}: expected a whole number of seconds, at least 1")
         self.out, self.port, self.timeout, self.store = Path(out), int(port or _free_port()), timeout, store
+        self.learner, self.kernel_timeout = learner, kernel_timeout
         self.process, self.url = None, f"http://127.0.0.1:{self.port}/"
-        self.log_path = self.out.resolve() / LAB_APP_FOLDER / "voila.log"
+        self.log_path = self.out.resolve() / self.app_folder / "voila.log"
+
+    def app_notebook(self) -> Path:
+        "Write the notebook Voila serves (the lab app's); its path."
+        return lab_app_notebook(self.out, self.store, self.learner)
 
     def start(self) -> str:
         "Start Voila and wait until it answers on its port; its address."
         if not _port_is_free(self.port):
             raise OSError(f"port {self.port} on 127.0.0.1 is in use: choose another with --port")
-        notebook = lab_app_notebook(self.out, self.store)
+        notebook = self.app_notebook()
         env = dict(os.environ)
         if self.store is not None: env["DIGITS_TUTORIAL_STORE"] = self.store  # to the app's kernel; in no file, no argument
         else: env.pop("DIGITS_TUTORIAL_STORE", None)  # the folder's store, as the title says
         cmd = [sys.executable, "-m", "voila", str(notebook), "--no-browser", f"--port={self.port}", "--Voila.ip=127.0.0.1",
-               "--Voila.port_retries=0", "--strip_sources=True", "--show_tracebacks=True"]  # an error says what went wrong
+               "--Voila.port_retries=0", "--strip_sources=True", "--show_tracebacks=True",  # an error says what went wrong
+               # a kernel that is idle, with no page connected (closed, reloaded, or a `curl`), ends; an open page's never does
+               f"--MappingKernelManager.cull_idle_timeout={self.kernel_timeout}", "--MappingKernelManager.cull_connected=False",
+               f"--MappingKernelManager.cull_interval={max(1, min(60, self.kernel_timeout // 3))}",
+               "--KernelManager.shutdown_wait_time=10"]  # a kernel ending writes the records of its last fits first
         with open(self.log_path, "w") as log:  # the child keeps its own copy of the file
             self.process = subprocess.Popen(cmd, cwd=notebook.parent, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, start_new_session=True, env=env)  # Ctrl-C reaches us, not it
@@ -607,26 +785,35 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def serve_lab(out="results", port=LAB_PORT, open_browser=True, quiet=False, store=None):
-    """Serve the lab on the store in `out` (made first, as `digits-tutorial run` makes it, if none) with Voila, until Ctrl-C;
-    or on the class store at `store` (or DIGITS_TUTORIAL_STORE), which a first run has made."""
-    from digits_tutorial.classroom import class_store_url, masked_url, open_store
+def serve_lab(out="results", port=LAB_PORT, open_browser=True, quiet=False, store=None, learner=None,
+              kernel_timeout=KERNEL_TIMEOUT):
+    """Serve the lab of `learner` (the login name by default) on the store in `out` (made first, as `digits-tutorial run`
+    makes it, if none) with Voila, until Ctrl-C; or on the class store at `store` (or DIGITS_TUTORIAL_STORE), which a first
+    run has made. The kernel of a page that nobody has open ends after `kernel_timeout` seconds."""
+    from digits_tutorial.classroom import open_store
+    from digits_tutorial.plumbing import class_store_url, masked_url
     import importlib.util
     if importlib.util.find_spec("voila") is None:
         raise OSError("the lab app needs Voila, which the lessons extra installs: "
                       'pip install -e ".[lessons]" in the project\'s folder')
     store = class_store_url(store)
-    server = LabServer(out, port, store=store)
+    learner = default_learner() if learner is None else check_learner(learner)
+    server = LabServer(out, port, store=store, learner=learner, kernel_timeout=kernel_timeout)
     if not _port_is_free(server.port):
         raise OSError(f"port {server.port} on 127.0.0.1 is in use: choose another with --port")
     if store is not None: open_store(out, store)  # there, and a class store: one line now, not an error in the page
     elif (Path(out) / STORE_NAME).is_file(): relocate_store(Path(out) / STORE_NAME)  # moved: re-pointed here, not in the app
     else: prepare_store(out, quiet=quiet)  # the store `digits-tutorial run` makes: the bundled digits, its split
+    _serve(server, f"the lab on {Path(out) / STORE_NAME if store is None else masked_url(store)}", open_browser)
+
+
+def _serve(server, what, open_browser):
+    "Run `server` until Ctrl-C or `kill`, saying `what` it serves and where."
     main_thread = threading.current_thread() is threading.main_thread()
-    before = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # `kill` stops the lab as Ctrl-C does
+    before = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # `kill` stops it as Ctrl-C does
     try:
         with server:
-            print(f"the lab on {Path(out) / STORE_NAME if store is None else masked_url(store)}: {server.url} (Ctrl-C stops it)", flush=True)
+            print(f"{what}: {server.url} (Ctrl-C stops it)", flush=True)
             if open_browser:
                 import webbrowser
                 webbrowser.open(server.url)
@@ -636,3 +823,63 @@ def serve_lab(out="results", port=LAB_PORT, open_browser=True, quiet=False, stor
         return
     finally:
         if main_thread: signal.signal(signal.SIGTERM, before)
+
+
+# %% ../nbs/12_lab.ipynb #a5343fa9
+BOARD_APP_FOLDER = ".board"  # in the folder: the board's notebook and Voila's log
+
+
+def board_app_notebook(out, store=None) -> Path:
+    """Write the notebook that Voila serves as the teacher's board (a title and `open_board` on folder `out`) into
+    `out/.board/`; its path."""
+    out = Path(out).resolve()
+    folder = out / BOARD_APP_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    if store is None:
+        from digits_tutorial.exercises import progress_path
+        title = (f"# Progress board\n\nYour progress through the exercises, from `{progress_path()}`, and the best runs "
+                 f"of `{out / STORE_NAME}`; `digits-tutorial progress` prints the same.")
+    else:
+        from digits_tutorial.plumbing import masked_url
+        title = (f"# Class board\n\nThe class's progress through the exercises and each learner's best run, from the class store "
+                 f"`{masked_url(store)}`; `digits-tutorial progress` prints the same.")
+    where = "" if store is None else ", os.environ['DIGITS_TUTORIAL_STORE']"  # an address in the app's environment only
+    code = ("import os\n" if store else "") + f"from digits_tutorial.classroom import open_board\nopen_board({str(out)!r}{where})"
+    notebook = {"cells": [{"cell_type": "markdown", "id": "title", "metadata": {}, "source": title},
+                          {"cell_type": "code", "id": "board", "metadata": {}, "source": code, "execution_count": None, "outputs": []}],
+                "nbformat": 4, "nbformat_minor": 5,
+                "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}}}
+    path = folder / "digits-board.ipynb"
+    with work_in_progress(".digits-board.", folder, folder=False) as tmp:  # gone however this ends, unless put in place
+        tmp.write_text(json.dumps(notebook, indent=1))
+        replace_path(tmp, path)  # two commands on one folder never see half a notebook
+    return path
+
+
+class BoardServer(LabServer):
+    """The teacher's board (lesson 14) as a web app: a `LabServer` on the board's notebook, whose Voila ends the kernel of a
+    page nobody has open after `kernel_timeout` seconds."""
+    app_folder = BOARD_APP_FOLDER
+
+    def app_notebook(self) -> Path:
+        "Write the notebook Voila serves (the board's); its path."
+        return board_app_notebook(self.out, self.store)
+
+
+def serve_board(out="results", port=LAB_PORT, open_browser=True, store=None, kernel_timeout=KERNEL_TIMEOUT):
+    """Serve the teacher's board with Voila until Ctrl-C: the class's progress and best runs, from the class store at `store` (or
+    DIGITS_TUTORIAL_STORE); without one, the learner's own progress and the runs of the store in `out`. The kernel of a page
+    that nobody has open ends after `kernel_timeout` seconds."""
+    from digits_tutorial.classroom import check_class_store
+    from digits_tutorial.plumbing import class_store_url, masked_url
+    from digits_tutorial.exercises import progress_path
+    import importlib.util
+    if importlib.util.find_spec("voila") is None:
+        raise OSError("the board needs Voila, which the lessons extra installs: pip install -e \".[lessons]\" in the project's folder")
+    store = class_store_url(store)
+    server = BoardServer(out, port, store=store, kernel_timeout=kernel_timeout)
+    if not _port_is_free(server.port):
+        raise OSError(f"port {server.port} on 127.0.0.1 is in use: choose another with --port")
+    if store is not None: check_class_store(store)  # a server that answers, a user it lets in: one line now, not in the page
+    _serve(server, f"the board of {masked_url(store) if store else progress_path()}", open_browser)
+

@@ -1,11 +1,16 @@
-"""End to end: the lab lesson in a real JupyterLab, driven through Playwright and Debian's Chromium as a learner would.
+"""End to end: the lab in a real JupyterLab, driven through Playwright and Debian's Chromium as a learner would.
 
-The test copies the lessons to a temporary folder, starts JupyterLab there on 127.0.0.1 (no news, no update
-check, no extension manager, settings of its own), opens `12_lab.ipynb`, runs all its cells and then uses the
-lab as a learner would, with the mouse (and the arrow keys on a slider's handle, and typing into a slider's readout):
-another model, another setting, another split, **Fit**, another split shown, a click on a mistake of the confusion
-matrix, and its digits in the gallery. Screenshots of every step go to `test-artifacts/browser/` (git-ignored) for a
-person to look at.
+The test makes a results folder as the lab lesson leaves one (the README's main job, then three runs recorded through the
+library: k-nearest neighbours on a split of its own, logistic regression again, and an SVC with C=3 on 70/15/15), starts
+JupyterLab on 127.0.0.1 in a folder of its own (no news, no update check, no extension manager, settings of its own),
+opens a notebook of two cells that shows the lab on that folder (`open_lab`, then the first run, as the lesson's last
+cells leave it) and uses the lab as a learner would, with the mouse (and the arrow keys on a slider's handle, and typing
+into a slider's readout): another model, another setting, another split, **Fit**, another split shown, a click on a
+mistake of the confusion matrix, and its digits in the gallery. Screenshots of every step go to `test-artifacts/browser/`
+(git-ignored) for a person to look at.
+
+The lessons themselves are not run here: CI runs each of them once, in the install phase (`test_readme_install.py`),
+where the lab lesson's cells drive the same widgets from Python.
 
 Run it with `python3 -m pytest tests/test_browser.py -m browser`. Every timeout is multiplied by the environment
 variable `DIGITS_TUTORIAL_TIMEOUT_SCALE` (default 1; say 3 on a slow machine), and the test prints how long each
@@ -34,7 +39,7 @@ pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else shutil.which("chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-LESSON = "12_lab.ipynb"
+NOTEBOOK = "lab.ipynb"  # written by the test, beside the folder it shows
 
 
 def _timeout_scale() -> float:
@@ -102,7 +107,7 @@ def stages():
     print(stages.summary(), flush=True)
 
 
-# --- JupyterLab, on the copied lessons ---------------------------------------------------------------------
+# --- JupyterLab, on a folder of the test's own -------------------------------------------------------------
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -145,12 +150,12 @@ def need_chromium_and_playwright():
 
 
 @pytest.fixture(scope="module")
-def jupyter_lab(tmp_path_factory, root, stages):
-    "A JupyterLab serving a copy of the lessons on 127.0.0.1; yields (url of the lab lesson, folder served)."
+def jupyter_lab(tmp_path_factory, stages):
+    "A JupyterLab serving an empty folder on 127.0.0.1; yields (address of a notebook there, without its name; the folder)."
     need_chromium_and_playwright()
     base = tmp_path_factory.mktemp("jupyterlab")
-    lessons = base / "lessons"
-    shutil.copytree(root / "nbs", lessons, ignore=shutil.ignore_patterns("lesson-output", ".ipynb_checkpoints"))
+    work = base / "work"
+    work.mkdir()
     dirs = {name: base / name for name in ("config", "data", "runtime", "ipython", "settings", "workspaces")}
     for d in dirs.values(): d.mkdir()
     # nothing may leave 127.0.0.1: no news feed, no update check, no PyPI extension manager
@@ -168,12 +173,12 @@ def jupyter_lab(tmp_path_factory, root, stages):
     env.pop("JUPYTER_CONFIG_PATH", None)
     port, token = _free_port(), os.urandom(16).hex()
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-           "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={lessons}",
+           "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
            "--ServerApp.open_browser=False", "--LabApp.news_url=None"]
     if hasattr(os, "geteuid") and os.geteuid() == 0: cmd.append("--ServerApp.allow_root=True")
     log_path = base / "jupyterlab.log"
     log = open(log_path, "w")
-    process = subprocess.Popen(cmd, cwd=lessons, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         stages.begin("JupyterLab starts and answers /api/status")
         deadline = time.monotonic() + SERVER_START_TIMEOUT
@@ -192,7 +197,7 @@ def jupyter_lab(tmp_path_factory, root, stages):
                             f"{log_path.read_text()[-3000:]}")
             time.sleep(0.5)
         stages.end()
-        yield f"http://127.0.0.1:{port}/lab/tree/{LESSON}?token={token}", lessons
+        yield f"http://127.0.0.1:{port}/lab/tree/{{}}?token={token}", work
     finally:
         _stop(process)
         log.close()
@@ -297,7 +302,7 @@ def accept_dialogs(page):
 
 
 def run_all_cells(page, lesson: Path, shots, stages):
-    "Wait for the lesson and its kernel, run all its cells from the Run menu, wait until every cell ran; fail on any error."
+    "Wait for the notebook and its kernel, run all its cells from the Run menu, wait until every cell ran; fail on any error."
     cells = json.loads(lesson.read_text())["cells"]
     n_cells, n_code = len(cells), sum(c["cell_type"] == "code" for c in cells)
     panel = page.locator(".jp-NotebookPanel").first
@@ -333,14 +338,46 @@ def run_all_cells(page, lesson: Path, shots, stages):
     wait_until(all_ran, RUN_ALL_TIMEOUT, f"Run All Cells did not finish the {n_code} code cells of {lesson.name}", interval=1)
 
 
+# --- the notebook and the folder it shows -------------------------------------------------------------------
+
+def write_notebook(path: Path, *cells: str) -> Path:
+    "A notebook of code `cells` for the python3 kernel, at `path`."
+    nb = {"nbformat": 4, "nbformat_minor": 5, "cells": [
+              {"cell_type": "code", "id": f"cell{i}", "metadata": {}, "execution_count": None, "outputs": [], "source": code}
+              for i, code in enumerate(cells)],
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}}
+    _write_json(path, nb)
+    return path
+
+
+def lab_folder(one_run: Path, folder: Path) -> Path:
+    """A copy of the README's main job's folder (logistic regression on the store's own split) with the runs the lab
+    lesson adds, recorded through the library: kNN (k=3) on 80/10/10, logistic regression again, an SVC (C=3) on 70/15/15."""
+    from digits_tutorial.runs import run_model
+    from digits_tutorial.store import close_store, connect_store
+    shutil.copytree(one_run, folder)
+    store = connect_store(folder / "store.sql")
+    try:
+        run_model(store, "knn", {"k": 3}, fractions=(0.8, 0.1, 0.1))
+        run_model(store)
+        run_model(store, "svc", {"C": 3, "gamma": 0.001}, fractions=(0.7, 0.15, 0.15))
+    finally:
+        close_store(store)
+    return folder
+
+
 # --- the test -----------------------------------------------------------------------------------------------
 
-def test_lab_in_jupyterlab(jupyter_lab, browser_page, root, stages):
-    url, lessons = jupyter_lab
+def test_lab_in_jupyterlab(jupyter_lab, browser_page, one_run, root, stages):
+    url, work = jupyter_lab
     page, blocked = browser_page
     shots = Shots(page, root / "test-artifacts" / "browser")
     try:
-        drive_the_lab(page, url, lessons / LESSON, shots, stages)
+        with stages.stage("a folder with four runs, and a notebook that shows its lab"):
+            lab_folder(one_run, work / "lab")
+            notebook = write_notebook(work / NOTEBOOK, "from digits_tutorial.widgets import open_lab",
+                                      'lab = open_lab("lab")\nlab.show_run(lab.state.runs()[0][1])  # the first run, as the lesson leaves it\nlab')
+        drive_the_lab(page, url.format(NOTEBOOK), notebook, shots, stages)
         stages.end()
     except BaseException as err:
         stages.end(failed=True)
@@ -353,25 +390,24 @@ def test_lab_in_jupyterlab(jupyter_lab, browser_page, root, stages):
 
 def drive_the_lab(page, url, lesson, shots, stages):
     from playwright.sync_api import expect
-    stages.begin("the lesson opens with an idle kernel")
+    stages.begin("the notebook opens with an idle kernel")
     page.goto(url, timeout=PAGE_TIMEOUT * 1000)
     run_all_cells(page, lesson, shots, stages)
 
-    stages.begin("the lab shows, as the lesson's cells left it")
+    stages.begin("the lab shows the folder's first run")
     fit = page.get_by_role("button", name=re.compile(r"^\W*Fit$"))  # the name has the icon's glyph before "Fit"
     fit.wait_for(state="visible", timeout=PAGE_TIMEOUT * 1000)
     lab = page.locator(".jp-OutputArea-output > .widget-vbox").filter(has=fit)
     expect(lab).to_have_count(1)
     matrix = lab.locator("button.widget-button[title^='true ']")
     expect(matrix).to_have_count(100)
-    # the cells after the lab drove it from Python and went back to the lesson's first run: logistic regression
-    # on the store's own split; the list of earlier runs holds the runs the lesson made
+    # the first run: logistic regression on the store's own split; the list of earlier runs holds the folder's four
     expect(labelled(lab, "widget-dropdown", "Model").locator("select")).to_have_value("Logistic regression")
     assert html_text(lab, "Split used").startswith("the store's split"), html_text(lab, "Split used")
     expect(labelled(lab, "widget-toggle-buttons", "Split shown").locator("button.mod-active")).to_have_text("Validation Data")
     runs_list = labelled(lab, "widget-dropdown", "Earlier runs").locator("select")
     n_runs = runs_list.locator("option").count()
-    assert n_runs >= 4, f"only {n_runs} earlier runs listed"
+    assert n_runs == 4, f"{n_runs} earlier runs listed, not the folder's four"
     accuracy_before = html_text(lab, "Accuracy")
     assert accuracy_before.count("%") == 3, accuracy_before
     shots("after-run-all", lab)
@@ -472,7 +508,7 @@ def drive_the_lab(page, url, lesson, shots, stages):
     shots(f"cell-true{i}-predicted{j}-gallery", lab)
 
     stages.begin("7. an earlier run picked from the list, shown without a fit")
-    # 7. the lesson's SVC run (C=3, on 70/15/15), picked from "Earlier runs": its settings, split and matrix come back
+    # 7. the folder's SVC run (C=3, on 70/15/15), picked from "Earlier runs": its settings, split and matrix come back
     labels = runs_list.locator("option").all_inner_texts()
     # ipywidgets shows a dropdown's labels with non-breaking spaces
     svc = [text for text in labels if "Support vector classifier" in text.replace("\u00a0", " ")]

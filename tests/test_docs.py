@@ -1,4 +1,6 @@
-"""The documentation: README in step with the index page, Quarto and sidebar configuration, show_doc for every export."""
+"""The documentation: README in step with the index page, Quarto and sidebar configuration, show_doc for every export,
+the package's own docstring, and the site's build (tools/build_docs.py: its refusals, its converter, warnings as errors;
+the built site itself is checked in Chromium by test_site.py)."""
 import ast
 import json
 import shutil
@@ -67,7 +69,7 @@ def module_of(notebook):
     return None
 
 
-@pytest.mark.parametrize("notebook", [n for n in LESSONS if module_of(n)])
+@pytest.mark.parametrize("notebook", [n for n in LESSONS if module_of(n) not in (None, "__init__")])
 def test_every_export_has_a_docstring_and_show_doc(notebook):
     import importlib
     module = importlib.import_module(f"digits_tutorial.{module_of(notebook)}")
@@ -94,7 +96,7 @@ def test_nbdev_export_changes_nothing(tmp_path):
     shutil.copytree(NBS, tmp_path / "nbs", ignore=shutil.ignore_patterns("lesson-output", ".ipynb_checkpoints"))
     shutil.copytree(ROOT / "digits_tutorial", tmp_path / "digits_tutorial", ignore=shutil.ignore_patterns("__pycache__"))
     before = {p.name: p.read_text() for p in (tmp_path / "digits_tutorial").glob("*.py")}
-    done = subprocess.run(["nbdev_export"], cwd=tmp_path, capture_output=True, text=True)
+    done = subprocess.run([str(Path(sys.executable).with_name("nbdev_export"))], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     after = {p.name: p.read_text() for p in (tmp_path / "digits_tutorial").glob("*.py")}
     assert after == before
@@ -123,3 +125,104 @@ def test_imports_stand_in_cells_of_their_own():
             if imports and len(imports) < len(lines) and "#| export" not in source:
                 problems.append(f"{notebook}: {source.splitlines()[0]!r}")
     assert not problems, problems
+
+
+def test_the_package_says_where_to_start_and_comes_from_a_notebook():
+    "help(digits_tutorial): a whole run in a script, step by step, and the API page; written by nbdev_export from api.ipynb."
+    import pydoc
+    import digits_tutorial
+    from configparser import ConfigParser
+    text = pydoc.render_doc(digits_tutorial, renderer=pydoc.plaintext)
+    for said in ("run_tutorial(", "prepare_store(", "run_model(", "api.html", "split", "fit", "evaluate", "record"):
+        assert said in text, f"help(digits_tutorial) does not say {said!r}"
+    init = (ROOT / "digits_tutorial" / "__init__.py").read_text()
+    assert "File to edit: ../nbs/api.ipynb" in init and module_of("api.ipynb") == "__init__"
+    settings = ConfigParser(delimiters=["="])
+    settings.read(ROOT / "settings.ini")
+    assert digits_tutorial.__version__ == settings["DEFAULT"]["version"]
+
+
+# --- the site's build (tools/build_docs.py) ------------------------------------------------------------------------
+
+def build_docs():
+    sys.path.insert(0, str(ROOT / "tools"))
+    import build_docs
+    return build_docs
+
+
+def test_the_build_refuses_a_folder_it_did_not_make(tmp_path, capsys):
+    "An existing non-empty OUT that is no earlier build: one line, exit 1, nothing touched (nothing built either)."
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert build_docs().main([str(out)]) == 1
+    said = capsys.readouterr()
+    assert said.err.strip().count("\n") == 0 and "notes" not in said.err and str(out) in said.err, said.err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "mine"
+
+
+def _page(*cells):
+    return {"cells": [{"cell_type": kind, "metadata": {}, "source": source, **({"outputs": outputs} if kind == "code" else {})}
+                      for kind, source, outputs in cells], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+
+def test_the_converter_makes_show_doc_sections_local_links_and_tags():
+    bd = build_docs()
+    doc = ("---\n\n[source](https://github.com/x/y.py#L3){target=\"_blank\" style=\"float:right; font-size:smaller\"}\n\n"
+           "### Digits\n\n```python\n\ndef Digits(\n    X:ndarray, y:ndarray\n)->None:\n\n\n```\n\n*Digits and where they come from.*")
+    nb = _page(("raw", "---\ndescription: The `data`.\noutput-file: data.html\ntitle: The data\n---\n", None),
+               ("markdown", "With [[`run_model`](https://digits-tutorial.github.io/digits-tutorial/runs.html#run_model)]"
+                            "(07_runs.ipynb) and [`read_lines`](https://digits-tutorial.github.io/digits-tutorial/data.html#read_lines).", None),
+               ("code", "#| echo: false\n#| output: asis\nshow_doc(Digits)", [{"output_type": "execute_result", "metadata": {},
+                "execution_count": 1, "data": {"text/markdown": doc, "text/plain": "def Digits"}}]),
+               ("code", "#| echo: false\nprint(1)", [{"output_type": "stream", "name": "stdout", "text": "1\n"}]),
+               ("code", "#| echo: false\nimport os", []), ("code", "#| code-fold: show\nx = 1", []))
+    page = bd.convert(nb, {"01_data.ipynb": "data", "07_runs.ipynb": "runs"}, {"Digits"})
+    sources = [c["source"] for c in page["cells"]]
+    assert sources[0] == "# The data\n\n{.lead}\nThe `data`.\n"
+    assert sources[1] == "With [`run_model`](runs.ipynb) and [`read_lines`](data.ipynb#read_lines)."
+    assert sources[2] == "### Digits\n\n```python\nclass Digits(X:ndarray, y:ndarray)\n```\n\n*Digits and where they come from.*\n"
+    assert page["cells"][3]["metadata"] == {"tags": ["remove-input"]} and sources[3] == "print(1)"
+    assert page["cells"][4]["metadata"] == {} and sources[4] == "x = 1" and len(sources) == 5  # no empty cell kept
+
+
+def test_a_sphinx_warning_stops_the_build(tmp_path):
+    "Sphinx runs with warnings as errors: a link to a section that is not there is a problem of one line."
+    bd = build_docs()
+    src = tmp_path / "pages"
+    src.mkdir()
+    (src / "index.ipynb").write_text(json.dumps(_page(("markdown", "# Home\n\nSee [nothing](index.ipynb#no-such-section).", None))))
+    with pytest.raises(bd.Problem) as raised:
+        bd.sphinx(src, tmp_path / "out", tmp_path / "doctrees")
+    lines = str(raised.value).splitlines()
+    assert len(lines) == 1 and "no-such-section" in lines[0], lines
+
+
+def test_a_lesson_whose_shown_widget_was_not_saved_fails(tmp_path):
+    """The lab's page once had no widgets: on a busy machine nbclient gave up waiting for the cell's last messages (4 s by
+    default) and saved the lab's output without the state of its outer box. run_lessons waits longer, and fails the
+    lesson, in one line, if a widget it shows has no saved state (here a view of a model no kernel made)."""
+    import nbformat
+    from conftest import run_lessons_tool
+    tool = run_lessons_tool()
+    view = {"application/vnd.jupyter.widget-view+json": {"model_id": "0" * 32, "version_major": 2, "version_minor": 0}}
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import ipywidgets\nipywidgets.HTML('a widget')"),
+                                         nbformat.v4.new_code_cell(f"from IPython.display import display\ndisplay({view!r}, raw=True)")])
+    nbformat.write(nb, tmp_path / "lesson.ipynb")
+    done = tool.run_lesson(tmp_path / "lesson.ipynb")
+    assert done["error"] == f"cell 1: its widget's state was not saved (model {'0' * 32}), so no page can draw it", done
+    kept = nbformat.read(tmp_path / "lesson.ipynb", as_version=4)
+    assert len(kept.cells[0].outputs) == 1 and tool._unsaved_widget(kept).startswith("cell 1:")  # the first one's is saved
+    assert tool.IOPUB_TIMEOUT >= 60
+
+
+def test_a_failed_lesson_names_its_cell_and_the_line_that_failed(tmp_path):
+    """A lesson's bare `assert` raises an AssertionError with no message: the one line run_lessons keeps said only
+    "AssertionError:" when CI found lesson 14 failing. It names the cell and the line of the cell that raised."""
+    import nbformat
+    from conftest import run_lessons_tool
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"),
+                                         nbformat.v4.new_code_cell("y = x + 1\nassert y == 2\nassert y == 3\ny")])
+    nbformat.write(nb, tmp_path / "lesson.ipynb")
+    done = run_lessons_tool().run_lesson(tmp_path / "lesson.ipynb")
+    assert done["error"] == "cell 1, line 3 (assert y == 3): AssertionError", done

@@ -5,6 +5,7 @@ beside the project; never copied into it), enlarged 8 times as if drawn, through
 the default model's accuracy on them with its accuracy on UCI's own counts of the same digits. Without that file
 the test is skipped, except in CI (`CI` set), where it fails.
 """
+import html
 import json
 import os
 from pathlib import Path
@@ -13,8 +14,8 @@ import numpy as np
 import pytest
 
 from digits_tutorial.data import block_counts, load_digits, read_bitmaps
-from digits_tutorial.draw import (DrawingPad, DrawingWidget, drawing_to_bitmap, drawing_to_counts, draw_strokes,
-                                  keep_drawing, nearest_digits, predict_digit, rgba_to_png)
+from digits_tutorial.draw import (WHY_NO_MAP, DrawingPad, DrawingWidget, contribution_map, drawing_to_bitmap,
+                                  drawing_to_counts, draw_strokes, keep_drawing, nearest_digits, predict_digit, rgba_to_png)
 from digits_tutorial.runs import run_model
 from digits_tutorial.split import split_digits
 from digits_tutorial.store import build_store, connect_store, read_stored_digits, store_info
@@ -113,6 +114,18 @@ def test_a_drawing_is_size_normalised():
     assert np.abs(drawing_to_counts(small).astype(int) - drawing_to_counts(large)).max() <= 3
 
 
+def test_faint_marks_are_not_ink():
+    "A browser's canvas leaves pixels of every alpha at a stroke's edges; only those at least half opaque are ink."
+    from digits_tutorial.draw import ink_mask
+    alphas = np.array([[0, 1, 60, 127, 128, 200, 255]], dtype=np.uint8)
+    rgba = np.zeros((1, 7, 4), dtype=np.uint8); rgba[..., 3] = alphas
+    assert ink_mask(rgba).tolist() == [[False, False, False, False, True, True, True]]
+    seven = draw_strokes(SEVEN)
+    smudged = seven.copy()
+    smudged[230:270, 230:270, 3] = np.maximum(smudged[230:270, 230:270, 3], 60)  # a faint smudge far from the seven
+    assert (drawing_to_counts(smudged) == drawing_to_counts(seven)).all()
+
+
 # --- what is not a digit ------------------------------------------------------------------------------------------
 
 def test_blank_and_one_dot_drawings_get_clear_messages():
@@ -130,13 +143,92 @@ def test_blank_and_one_dot_drawings_get_clear_messages():
 
 def test_the_widget_shows_the_message_not_a_prediction(store, run):
     view = DrawingWidget(DrawingPad(store, run))
-    view.canvas.png = rgba_to_png(draw_strokes(SEVEN))
+    view.canvas.draw(SEVEN)
     assert "<b>7</b>" in view.prediction.value and "probability of each class" in view.chart.value
-    view.canvas.png = rgba_to_png(draw_strokes([[(0.5, 0.5)]]))
+    view.canvas.draw([[(0.5, 0.5)]])
     assert "role='alert'" in view.prediction.value and "too small to be a digit" in view.prediction.value
-    assert view.chart.value == "" and view.pad.predicted is None
-    view.canvas.png = b""  # Clear
+    assert view.chart.value == "" and view.map.value == "" and view.pad.predicted is None
+    view.canvas.receive({"type": "strokes", "strokes": [], "down": False})  # Clear, in the browser
     assert "Draw a digit on the pad" in view.prediction.value and view.steps.value == "" and view.neighbours.value == ""
+    view.canvas.png = rgba_to_png(draw_strokes(SEVEN))  # a drawing given from Python as an image: read whole at once
+    assert "<b>7</b>" in view.prediction.value and view.neighbours.value.count("class='neighbour-row'") == 8
+    view.canvas.png = b""
+    assert "Draw a digit on the pad" in view.prediction.value and view.steps.value == ""
+
+
+# --- reading while the pen moves --------------------------------------------------------------------------------
+
+def message(strokes, down=True):
+    "A strokes message as the kernel hands it to the canvas widget: what the browser's `model.send` sends."
+    content = {"type": "strokes", "strokes": [[[float(x), float(y)] for x, y in s] for s in strokes], "down": down}
+    return {"content": {"data": {"method": "custom", "content": content}}, "buffers": []}
+
+
+def test_the_pad_reads_before_the_pen_is_lifted(store, run):
+    view = DrawingWidget(DrawingPad(store, run))
+    bar, stem = SEVEN[0][:2], SEVEN[0]
+    view.canvas.comm.handle_msg(message([bar]))  # the pen is down: the 7's top bar so far
+    assert view.canvas.pen_down and view.pad.predicted is not None and "digits-draw-prediction" in view.prediction.value
+    assert "digits-draw-probabilities" in view.chart.value and "digits-draw-map" in view.map.value
+    assert view.steps.value == "" and view.neighbours.value == ""  # the slow pictures wait for the pen to rest
+    view.canvas.comm.handle_msg(message([stem]))  # the stroke goes on, the pen still down: read again
+    assert view.canvas.pen_down and "<b>7</b>" in view.prediction.value and "toward a 7" in view.map.value
+    view.canvas.comm.handle_msg(message([stem], down=False))  # lifted
+    assert not view.canvas.pen_down and view.steps.value == ""
+    view.canvas.receive({"type": "details"})  # resting
+    assert "32x32 bitmap" in view.steps.value and view.neighbours.value.count("class='neighbour-row'") == 8
+    view.canvas.comm.handle_msg(message([stem, [(0.35, 0.5), (0.6, 0.5)]]))  # a second stroke: the old pictures go
+    assert view.steps.value == "" and view.neighbours.value == "" and view.pad.predicted is not None
+
+
+def test_a_bad_message_from_the_pad_is_one_clear_line(store, run):
+    view = DrawingWidget(DrawingPad(store, run))
+    for content, said in [({"type": "scribble"}, "of type 'scribble'; expected 'strokes' or 'details'"),
+                          ({"type": "strokes", "strokes": [[[0.1]]]}, "strokes that are not lists of [x, y] points")]:
+        with pytest.raises(ValueError) as info:
+            view.canvas.receive(content)
+        assert said in str(info.value) and "\n" not in str(info.value)
+    assert "Draw a digit on the pad" in view.prediction.value
+
+
+# --- the contribution map -----------------------------------------------------------------------------------------
+
+def test_the_map_of_logistic_regression_is_weight_times_count_for_a_real_digit(store, run):
+    test = read_stored_digits(store, "test")
+    x = test.X[test.y == 4][0].astype(np.float64)  # a real 4 of UCI's test file, not seen by the fit
+    scaler, logistic = run.estimator.named_steps["standardscaler"], run.estimator.named_steps["logisticregression"]
+    predicted = int(logistic.classes_[np.argmax(logistic.coef_ @ ((x - scaler.mean_) / scaler.scale_) + logistic.intercept_)])
+    count = (x - scaler.mean_) / scaler.scale_  # the count the model reads: scaled by the pipeline's StandardScaler
+    coefficient = logistic.coef_[predicted] - logistic.coef_.mean(axis=0)  # relative to the mean over classes
+    expected = (coefficient * count).reshape(8, 8)
+    found = contribution_map(run.estimator, x)
+    assert found.shape == (8, 8) and np.allclose(found, expected) and np.abs(expected).max() > 0.5
+    assert np.allclose(contribution_map(run.estimator, x, 3), ((logistic.coef_[3] - logistic.coef_.mean(axis=0)) * count).reshape(8, 8))
+    scores = run.estimator.decision_function(x.reshape(1, -1))[0]  # the map adds up to the score against the mean class
+    assert np.isclose(found.sum() + logistic.intercept_[predicted] - logistic.intercept_.mean(), scores[predicted] - scores.mean())
+    # the same model with every class's weight of a block shifted by one amount: the same probabilities, the same map
+    import copy
+    shifted = copy.deepcopy(run.estimator)
+    shifted[-1].coef_ = logistic.coef_ + np.random.default_rng(0).normal(0, 1, size=64)
+    assert np.allclose(shifted.predict_proba(x.reshape(1, -1)), run.estimator.predict_proba(x.reshape(1, -1)))
+    assert np.allclose(contribution_map(shifted, x), expected)
+    pad = DrawingPad(store, run)
+    assert pad.draw(draw_strokes(SEVEN)) and pad.predicted == 7
+    assert np.allclose(pad.contributions, contribution_map(run.estimator, pad.counts, 7))
+    view = DrawingWidget(pad)
+    view.canvas.draw(SEVEN)
+    assert view.map.value.count("<td ") == 64 and "toward a 7" in view.map.value
+
+
+@pytest.mark.parametrize("model, params", [("knn", {}), ("svc", {}), ("random_forest", {"n_trees": 10}), ("mlp", {"hidden": 16})])
+def test_other_models_have_no_map_and_the_pad_says_why(store, model, params):
+    other = run_model(store, model, params, record=False)
+    counts = drawing_to_counts(draw_strokes(SEVEN))
+    assert contribution_map(other.estimator, counts) is None
+    view = DrawingWidget(DrawingPad(store, other))
+    view.canvas.draw(SEVEN)
+    assert view.pad.predicted is not None and view.pad.contributions is None
+    assert "digits-draw-no-map" in view.map.value and html.escape(WHY_NO_MAP[model]) in view.map.value
 
 
 # --- the model's reading ------------------------------------------------------------------------------------------
@@ -149,7 +241,7 @@ def test_predictions_probabilities_and_a_model_without_them(store, run):
     predicted, probabilities = predict_digit(svc.estimator, counts)
     assert predicted in range(10) and probabilities is None
     view = DrawingWidget(DrawingPad(store, svc))
-    view.canvas.png = rgba_to_png(draw_strokes(SEVEN))
+    view.canvas.draw(SEVEN)
     assert "this model gives no probabilities" in view.chart.value and f"<b>{predicted}</b>" in view.prediction.value
 
 
@@ -163,6 +255,18 @@ def test_nearest_digits_are_the_runs_training_digits_closest_first(store, run):
     assert pad.draw(draw_strokes(SEVEN))
     train_ids = set(run.ids[run.split == "train"])
     assert len(pad.neighbours) == 8 and set(pad.neighbours.ids) <= train_ids and all(pad.neighbours.source)
+
+
+def test_nearest_digits_come_from_the_split_of_the_run_not_of_the_store(store):
+    "A run of another split than the store's learnt from other digits: the pad shows that run's training digits."
+    digits = read_stored_digits(store)
+    run = run_model(store, "knn", {"k": 1}, seed=5, fractions=(0.5, 0.25, 0.25), record=False)
+    assert run.split_source == "drawn"
+    theirs, ours = set(run.ids[run.split == "train"]), set(digits.ids[digits.split == "train"])
+    pad = DrawingPad(store, run, digits=digits, k=40)
+    assert pad.draw(draw_strokes(SEVEN))
+    assert set(pad.train_digits().ids) == theirs != ours
+    assert set(pad.neighbours.ids) <= theirs and not set(pad.neighbours.ids) <= ours  # 40 neighbours: some only in the run's
 
 
 # --- kept digits ------------------------------------------------------------------------------------------------
@@ -214,12 +318,12 @@ def test_a_kept_digit_needs_a_drawing_and_a_class(store):
 def test_the_widget_keeps_a_digit_with_its_class(tmp_path):
     store = make_store(tmp_path)
     view = DrawingWidget(DrawingPad(store, run_model(store, record=False)))
-    view.canvas.png = rgba_to_png(draw_strokes(SEVEN))
+    view.canvas.draw(SEVEN)
     view.keep_button.click()
     assert "Choose the true class first" in view.message.value and not list(store.find(source="drawn", ids_only=True))
     view.label.value = 7
     view.keep_button.click()
-    assert view.message.value.startswith("Kept as a 7") and view.canvas.png == b"" and view.pad.rgba is None
+    assert view.message.value.startswith("Kept as a 7") and view.canvas.strokes == [] and view.pad.rgba is None
     assert [d.label for d in store.find(source="drawn")] == [7]
     assert view.kept.value == "1 kept in the store; this model reads 1 of them right (100%)"
 
@@ -230,7 +334,7 @@ def test_the_labs_pad_reads_with_the_run_on_show(tmp_path):
     from digits_tutorial.widgets import DigitsLab
     store = make_store(tmp_path)
     lab = DigitsLab(store, out_folder=tmp_path)
-    lab.drawing.canvas.png = rgba_to_png(draw_strokes(SEVEN))
+    lab.drawing.canvas.draw(SEVEN)
     assert lab.drawing.pad.predicted is None and "no model yet" in lab.drawing.prediction.value
     lab.fit_button.click()
     first = lab.state.result
@@ -238,6 +342,7 @@ def test_the_labs_pad_reads_with_the_run_on_show(tmp_path):
     lab.model.value = "svc"
     lab.fit_button.click()
     assert lab.drawing.pad.run is lab.state.result and "no probabilities" in lab.drawing.chart.value
+    assert lab.wait_recorded(timeout=300)  # the fits' records written: the first is read back from the store
     lab.runs.value = first.id  # an earlier run, read back without its model: the pad loads it from the skops file
     assert lab.state.result.id == first.id and lab.drawing.pad.run.estimator is not None
     assert lab.drawing.pad.predicted == 7 and "probability of each class" in lab.drawing.chart.value
@@ -252,7 +357,7 @@ def test_the_widget_works_from_the_thread_jupyterlab_runs_its_callbacks_in(tmp_p
 
     def draw_and_keep():  # what the subshell does when the learner draws, then presses Keep
         try:
-            view.canvas.png = rgba_to_png(draw_strokes(SEVEN))
+            view.canvas.draw(SEVEN)
             view.label.value = 7
             view.keep_button.click()
         except BaseException as err:

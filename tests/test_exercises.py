@@ -1,20 +1,18 @@
 """Every lesson's exercises: each check accepts the lesson's own solution and rejects a typical wrong answer with its hint.
 
-Each lesson runs once, top to bottom, in a shell of its own (as `nbdev_test` runs it), in a copy of the lessons; then,
-in that shell, for every exercise: the placeholder `...` is rejected, the solution (the code in the lesson's
-`<details>` block) is accepted, and the typical mistake that `digits_tutorial.exercises.MISTAKES` names for the
-check is rejected with a message holding its hint.
+Each lesson runs once per CI run (`tools/run_lessons.py`), and after its last cell, in its own kernel, every exercise's
+check is asked about the placeholder `...`, the solution (the code in the lesson's `<details>` block) and the typical
+mistake that `digits_tutorial.exercises.MISTAKES` names for the check; this file reads what the checks said
+(`_executed/lessons.json`; alone, it runs the lessons first). The checks' other cases are tested below, directly.
 """
 import json
-import os
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from digits_tutorial.exercises import MISTAKES, Feedback
+from digits_tutorial.exercises import MISTAKES
 
 ROOT = Path(__file__).resolve().parents[1]
 NUMBERED = sorted(p.name for p in (ROOT / "nbs").glob("[0-9][0-9]_*.ipynb"))
@@ -43,48 +41,23 @@ def test_every_numbered_lesson_has_an_exercise(notebook):
         assert name in MISTAKES, f"{name} has no typical mistake in MISTAKES"
 
 
-@pytest.fixture(scope="module")
-def lessons(tmp_path_factory):
-    "A copy of the lessons to run in, so that the lessons' own output folders are left alone."
-    folder = tmp_path_factory.mktemp("lessons") / "nbs"
-    shutil.copytree(ROOT / "nbs", folder, ignore=shutil.ignore_patterns("lesson-output", ".ipynb_checkpoints"))
-    return folder
-
-
-def feedback(shell, call) -> Feedback:
-    shell.run(f"_feedback = {call}")
-    assert shell.exc is None, f"{call} raised {shell.exc!r}"
-    result = shell.user_ns["_feedback"]
-    assert isinstance(result, Feedback)
-    return result
-
-
 @pytest.mark.parametrize("notebook", NUMBERED)
-def test_checks_accept_the_solution_and_reject_a_typical_mistake(notebook, lessons):
-    from execnb.nbio import read_nb
-    from execnb.shell import CaptureShell
-    import digits_tutorial.store as store_module
-    here, loaders = os.getcwd(), list(store_module.LOADERS)
-    os.chdir(lessons)
-    try:
-        shell = CaptureShell()
-        shell.run_all(read_nb(lessons / notebook), exc_stop=True)
-        for name, call, solution in exercises(notebook):
-            unanswered = call.replace("answer", "...", 1)
-            assert not feedback(shell, unanswered), f"{name} accepts the placeholder"
-            shell.run(solution)
-            assert shell.exc is None, f"the solution of {name} raised {shell.exc!r}"
-            right = feedback(shell, call)
-            assert right.ok, f"{name} rejects the lesson's own solution: {right.message}"
-            mistake, hint = MISTAKES[name]
-            shell.run(mistake)
-            assert shell.exc is None, f"the typical mistake of {name} raised {shell.exc!r}"
-            wrong = feedback(shell, call)
-            assert not wrong.ok, f"{name} accepts the typical mistake {mistake!r}"
-            assert hint in wrong.message, f"{name}: the hint {hint!r} is not in {wrong.message!r}"
-    finally:
-        os.chdir(here)
-        store_module.LOADERS[:] = loaders  # the lesson's own loader classes (lesson 7 registers them) stay in the lesson
+def test_checks_accept_the_solution_and_reject_a_typical_mistake(notebook, executed_lessons):
+    lesson = executed_lessons["lessons"][notebook]
+    assert lesson["error"] is None, f"{notebook} failed, so its exercises were not asked: {lesson['error']}"
+    probed = lesson["exercises"]
+    assert [(e["check"], e["call"], e["solution_code"]) for e in probed] == exercises(notebook)
+    for e in probed:
+        name = e["check"]
+        assert e["error"] is None, f"{name}: asking the check failed: {e['error']}"
+        assert e["mistake_code"] == MISTAKES[name][0]
+        for case in ("placeholder", "solution", "mistake"):
+            assert e[case][0] == "Feedback", f"{name} answered the {case} with a {e[case][0]}, not a Feedback"
+        assert not e["placeholder"][1], f"{name} accepts the placeholder"
+        assert e["solution"][1], f"{name} rejects the lesson's own solution: {e['solution'][2]}"
+        assert not e["mistake"][1], f"{name} accepts the typical mistake {e['mistake_code']!r}"
+        hint = MISTAKES[name][1]
+        assert hint in e["mistake"][2], f"{name}: the hint {hint!r} is not in {e['mistake'][2]!r}"
 
 
 # --- checks that must accept every right answer and refuse every wrong one ---------------------------------------
@@ -139,6 +112,14 @@ def test_a_knn_command_that_fits_otherwise_or_replaces_data_is_refused(extra, na
     from digits_tutorial.exercises import check_knn_command
     feedback = check_knn_command(f"{RIGHT_COMMAND} {extra}")
     assert not feedback.ok and all(n in feedback.message for n in named), feedback
+
+
+@pytest.mark.parametrize("out", ["elsewhere/cli/exercise", "lesson-output/exercise", "exercise", "/tmp/lesson-output/cli/exercise"])
+def test_a_knn_command_into_another_folder_is_refused(out):
+    "Another folder that ends in the same name is another folder."
+    from digits_tutorial.exercises import check_knn_command
+    feedback = check_knn_command(RIGHT_COMMAND.replace("lesson-output/cli/exercise", out))
+    assert not feedback.ok and "write to `--out lesson-output/cli/exercise`" in feedback.message, feedback
 
 
 def test_blocks_too_big_get_their_own_hint():

@@ -152,19 +152,32 @@ def test_the_lab_opens_on_the_latest_run_of_a_folder_made_by_the_command(tmp_pat
     assert not lab.state.stale and lab.drawing.pad.run is lab.state.result  # the pad reads with that run's model
 
 
+def test_the_runs_of_two_learners_in_a_folder_say_whose_they_are(tmp_path):
+    "A store of one's own with one learner's runs lists them plainly; once a second learner's runs are in it, each says whose."
+    from digits_tutorial.runs import run_model
+    digits = load_digits("bundled")[:200]
+    digits.split = split_digits(digits.y, seed=0)
+    store = connect_store(build_store(digits, tmp_path / "shared"))
+    run_model(store, "knn", {"k": 1}, learner="ada")
+    [(alone, _)] = LabState(store).runs()
+    assert " ada · " not in alone
+    run_model(store, "knn", {"k": 3}, learner="grace")
+    labels = [label for label, _ in LabState(store).runs()]
+    assert len(labels) == 2 and " ada · k-nearest" in labels[0] and " grace · k-nearest" in labels[1], labels
+
+
 def test_a_store_without_runs_asks_for_a_fit(tmp_path):
-    digits = load_digits("bundled")
+    digits = load_digits("bundled")[:200]
     digits.split = split_digits(digits.y, seed=0)
     lab = DigitsLab(connect_store(build_store(digits, tmp_path / "fresh")), out_folder=tmp_path)
     assert lab.state.result is None and lab.runs.value is None and "No results yet" in lab.status.value
 
 
-def test_open_lab_on_a_folder_opens_that_folder_whatever_the_environment_says(tmp_path, cli, monkeypatch):
+def test_open_lab_on_a_folder_opens_that_folder_whatever_the_environment_says(tmp_path, one_run, monkeypatch):
     "A learner of a class (DIGITS_TUTORIAL_STORE set) who opens a folder's lab, as lesson 12 does, gets that folder's runs."
+    import shutil
     from digits_tutorial.widgets import open_lab
-    out = tmp_path / "results"
-    done = cli("run", "--out", out, "--quiet")
-    assert done.returncode == 0, done.stderr
+    out = shutil.copytree(one_run, tmp_path / "results")
     monkeypatch.setenv("DIGITS_TUTORIAL_STORE", "mysql+pymysql://class:secret@127.0.0.1:9/digits_class")  # nothing answers
     lab = open_lab(out)
     assert [label for label, _ in lab.state.runs()] == [label for label, _ in LabState(connect_store(out / "store.sql")).runs()]

@@ -94,12 +94,9 @@ def end(process):
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory, cli):
-    "A folder as the README's first command leaves it: `digits-tutorial run --out results`."
-    out = tmp_path_factory.mktemp("lab-app") / "results"
-    done = cli("run", "--out", out, "--quiet")
-    assert done.returncode == 0, done.stderr
-    return out
+def results(tmp_path_factory, one_run):
+    "A folder as the README's first command leaves it (`digits-tutorial run --out results`): a copy of conftest's, for this file."
+    return shutil.copytree(one_run, tmp_path_factory.mktemp("lab-app") / "results")
 
 
 def test_the_lab_is_served_until_ctrl_c(results, tmp_path):
@@ -126,7 +123,7 @@ def test_the_lab_is_served_until_ctrl_c(results, tmp_path):
     assert (status, err) == (0, STOPPED)
     assert free and not left, f"left behind: {[p.pid for p in left]}"
     notebook = json.loads((results / ".lab" / "digits-lab.ipynb").read_text())
-    assert f"open_lab({str(results.resolve())!r})" in notebook["cells"][1]["source"]
+    assert f"open_lab({str(results.resolve())!r}, None, learner=" in notebook["cells"][1]["source"]
 
 
 def test_a_folder_without_a_store_gets_one_as_run_makes_it(tmp_path, results):

@@ -1,18 +1,22 @@
-"""The README's way in, as a new user takes it: its first command in a fresh copy of the project, then every lesson.
+"""The README's way in, as a new user takes it: its first command in a fresh copy of the project, then every lesson, once.
 
 The test copies the project (the files git knows, as a clone has them, with any uncommitted change) to a temporary
-folder and runs there, exactly as the README writes them:
+folder and runs there, exactly as the README writes it:
 
 1. the first command: a new virtual environment, the package with its `lessons` extra, and the main job
    (`digits-tutorial run --out results`); then `pip check`, and no pytest and no Playwright in that environment (the
-   lessons must not need the test tools);
-2. the command the README names to run a lesson headless (`.venv/bin/jupyter execute nbs/01_data.ipynb`), for every
-   notebook of `nbs/` (two at a time), in the kernel of that environment, as a learner's JupyterLab would run them;
+   lessons must not need the test tools), and the `python3` kernel that `jupyter` starts there is that environment's;
+2. every lesson of `nbs/`, top to bottom, in a fresh kernel of that environment, as `.venv/bin/jupyter execute` (the
+   README's command for one lesson) runs it: `tools/run_lessons.py` run with that environment's Python, two lessons at a
+   time. This is the one execution of the lessons in a CI run: it writes `_executed/` in the project tested (the executed
+   lessons for the documentation site, and `lessons.json`, which `test_lessons.py` and `test_exercises.py` read);
 3. the lab app of that environment (`digits-tutorial lab`), asked for its page, then stopped with Ctrl-C;
-4. the README's command for the documentation pages without Quarto, on two lessons.
+4. the README's command for the documentation site (the `docs` extra, then `tools/build_docs.py`) in that environment,
+   from the lessons executed in step 2 (copied into it: they are not executed again). The site it builds is CI's: it is
+   put in `_docs/` of the project tested, where `test_site.py` finds it current and checks it in Chromium.
 
-It takes a few minutes (an install; pip's cache is reused) and runs once in `.ci/run`; leave it out with
-`-m "not install"`. Each step's time is printed. Timeouts scale with `DIGITS_TUTORIAL_TIMEOUT_SCALE`.
+It takes minutes (an install, from pip's cache when it is warm, and every lesson) and is CI's first test phase (`.ci/run`);
+leave it out with `-m "not install"`. Each step's time is printed. Timeouts scale with `DIGITS_TUTORIAL_TIMEOUT_SCALE`.
 """
 from __future__ import annotations
 
@@ -24,17 +28,18 @@ import subprocess
 import sys
 import time
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from conftest import EXECUTED, lessons_lock, run_lessons_tool
 from test_browser import TIMEOUT_SCALE, _free_port
 from test_lab_app import PAGE_TIMEOUT, STOPPED, ctrl_c, end, isolated_jupyter, start_lab
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL_TIMEOUT = 1800 * TIMEOUT_SCALE   # seconds for the README's first command (an install, then the main job)
-LESSON_TIMEOUT = 600 * TIMEOUT_SCALE     # seconds for one lesson
+LESSONS_TIMEOUT = 1800 * TIMEOUT_SCALE   # seconds for every lesson
+DOCS_TIMEOUT = 1200 * TIMEOUT_SCALE      # seconds for the docs extra's install and the site
 EXAMPLE = "nbs/01_data.ipynb"            # the lesson the README's command names
 
 
@@ -44,10 +49,10 @@ def code_blocks(text: str) -> list[list[str]]:
 
 
 def readme_commands() -> dict:
-    "The commands the README gives a new user: the first command, the lessons' two, and the documentation's."
+    "The commands the README gives a new user: the first command, the tests', the lessons' two, and the documentation's."
     blocks = code_blocks((ROOT / "README.md").read_text())
     (first, ci), (open_lessons, run_lesson) = blocks[0], blocks[1]
-    [docs] = [block[0] for block in blocks if block[0].startswith(".venv/bin/python tools/preview_docs.py")]
+    [docs] = [block[0] for block in blocks if "tools/build_docs.py" in block[0]]
     return {"first": first, "ci": ci, "open": open_lessons, "lesson": run_lesson, "docs": docs}
 
 
@@ -59,7 +64,7 @@ def test_the_readme_names_its_commands():
     assert commands["ci"] == "bash .ci/run"
     assert commands["open"] == ".venv/bin/jupyter lab nbs/"
     assert commands["lesson"] == f".venv/bin/jupyter execute {EXAMPLE}"
-    assert commands["docs"] == ".venv/bin/python tools/preview_docs.py _docs --no-browser"
+    assert commands["docs"] == '.venv/bin/pip install -e ".[docs]" && .venv/bin/python tools/build_docs.py'
 
 
 def copy_of_the_project(target: Path) -> Path:
@@ -114,19 +119,20 @@ def test_the_readme_first_command_gives_every_lesson(tmp_path):
     assert argv0 in ("python", "python3", str(python)) or Path(argv0).resolve() == python.resolve(), specs["python3"]
     assert Path(specs["python3"]["resource_dir"]).is_relative_to(project / ".venv"), specs["python3"]["resource_dir"]
 
-    def run_lesson(notebook):
-        command = commands["lesson"].replace(EXAMPLE, f"nbs/{notebook.name}")
-        start = time.monotonic()
-        done = shell(command, project, env, LESSON_TIMEOUT)
-        times[command] = time.monotonic() - start
-        print(f"[install] {command}: {times[command]:.1f} s{'' if done.returncode == 0 else ' FAILED'}", flush=True)
-        return f"{command}:\n{done.stderr[-3000:]}" if done.returncode else None
-
+    # every lesson, once, in a fresh kernel of that environment ("python3", checked above), as `jupyter execute` runs one
     start = time.monotonic()
-    with ThreadPoolExecutor(max_workers=2) as pool:  # two lessons at a time, as two learners would (nbdev_test does too)
-        failed = [f for f in pool.map(run_lesson, sorted((project / "nbs").glob("*.ipynb"))) if f]
-    times["every lesson, two at a time"] = time.monotonic() - start
-    assert not failed, "\n\n".join(failed)
+    with lessons_lock():  # no other test process writes _executed/ meanwhile
+        ran = subprocess.run([str(python), str(project / "tools" / "run_lessons.py"), str(EXECUTED)], cwd=project,
+                             env=env, capture_output=True, text=True, timeout=LESSONS_TIMEOUT)
+    times["every lesson, two at a time (tools/run_lessons.py)"] = time.monotonic() - start
+    print(ran.stdout, flush=True)
+    tool = run_lessons_tool()
+    done = tool.results(EXECUTED)
+    assert done and done["complete"] and Path(done["python"]) == python, (ran.stdout[-2000:], ran.stderr[-3000:])
+    assert done["fingerprint"] == tool.sources_fingerprint(), "the copy's lessons are not the project's"
+    assert sorted(done["lessons"]) == sorted(p.name for p in (ROOT / "nbs").glob("*.ipynb"))
+    failed = {name: lesson["error"] for name, lesson in done["lessons"].items() if lesson["error"]}
+    assert not failed and ran.returncode == 0, "\n".join(f"{name}: {error}" for name, error in failed.items()) or ran.stderr[-3000:]
 
     start = time.monotonic()
     process, url = start_lab(project / "results", _free_port(), {**isolated_jupyter(tmp_path / "jupyter"),
@@ -142,10 +148,17 @@ def test_the_readme_first_command_gives_every_lesson(tmp_path):
     times["digits-tutorial lab: page served, then Ctrl-C"] = time.monotonic() - start
 
     start = time.monotonic()
-    docs = shell(commands["docs"] + " --only index.ipynb 02_images.ipynb", project, env, LESSON_TIMEOUT * 2)
-    times["the documentation pages of two lessons"] = time.monotonic() - start
+    shutil.copytree(EXECUTED, project / "_executed")  # the lessons executed above, for the site: not executed again
+    docs = shell(commands["docs"], project, env, DOCS_TIMEOUT)
+    times["the documentation site (the README's command)"] = time.monotonic() - start
     assert docs.returncode == 0, docs.stdout[-3000:] + docs.stderr[-3000:]
-    assert (project / "_docs" / "index.html").is_file() and (project / "_docs" / "images.html").is_file()
+    assert "running them" not in docs.stdout, docs.stdout[-2000:]  # built from the executed copies, not run again
+    site = project / "_docs"
+    assert (site / "index.html").is_file() and (site / "data.html").is_file()
+    ours = ROOT / "_docs"  # the same build for test_site.py, unless _docs/ holds something else than a build
+    if not ours.exists() or (ours / ".digits-tutorial-site.json").is_file():
+        shutil.rmtree(ours, ignore_errors=True)
+        shutil.copytree(site, ours)
 
     for step, seconds in times.items(): print(f"[install] {seconds:7.1f} s  {step}")
     shutil.rmtree(project, ignore_errors=True)  # a virtual environment is large: keep it only when the test fails

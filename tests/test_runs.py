@@ -1,6 +1,7 @@
 """Every fit is a run recorded in Kosh: the command line, the run files and their loaders, models that cannot run code, and
 runs that fail or race each other."""
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -157,12 +158,16 @@ def test_a_failed_run_records_nothing(recorded, monkeypatch):
 
 
 def test_a_failed_association_removes_the_dataset(recorded, monkeypatch):
+    "The run's dataset, made before its files are associated (of a kind that is not yet `run`), goes when associating fails."
     store, run = recorded
     import kosh.dataset
+    before = sorted(store.find(ids_only=True))  # every dataset, whatever its kind
     def broken(self, *args, **kwargs): raise RuntimeError("database is locked")
     monkeypatch.setattr(kosh.dataset.KoshDataset, "associate", broken)
     with pytest.raises(RuntimeError, match="database is locked"):
         run_model(store, "knn")
+    after = sorted(store.find(ids_only=True))
+    assert after == before, f"left behind: {sorted(set(after) - set(before))}"
     assert [ds.id for ds in store.find(kind="run")] == [run.id]
     assert [p.name for p in (run.folder.parent).iterdir()] == [run.id]
 
@@ -227,6 +232,59 @@ def test_other_warnings_pass_through_as_warnings(recorded):
     with pytest.warns(FutureWarning, match="will change"):
         fitted = fit_checked(Announcing(), digits.X, digits.y)
     assert list(fitted.classes_) == list(range(10))
+
+
+def test_a_run_with_a_seed_is_made_again_with_that_seed(recorded):
+    "A random forest's trees depend on its seed: made again from its record, it must be fitted with the recorded one."
+    from digits_tutorial.runs import rerun_run
+    store, _ = recorded
+    run = run_model(store, "random_forest", {"n_trees": 5, "max_depth": 4}, seed=3)
+    other = run_model(store, "random_forest", {"n_trees": 5, "max_depth": 4}, seed=0, record=False)
+    assert (other.predicted != run.predicted).any()  # the seed matters on these digits: a rerun with another one shows
+    done = rerun_run(store, run.id)
+    assert done.again.seed == 3 and done.same, f"{len(done.differing)} predictions differ"
+
+
+def test_a_run_recorded_not_as_the_latest_leaves_the_top_of_the_folder_alone(recorded):
+    "A sweep records its candidates with latest=False: the top of the folder keeps showing the run it showed."
+    store, first = recorded
+    top = first.folder.parent.parent
+    shown = {name: (top / name).read_bytes() for name in RUN_FILES - {"split.csv", MODEL_NAME}}
+    assert json.loads(shown["metrics.json"])["run"]["id"] == first.id
+    candidate = run_model(store, "knn", {"k": 3}, latest=False)
+    assert candidate.folder.is_dir() and {p.name for p in candidate.folder.iterdir()} == RUN_FILES
+    assert {name: (top / name).read_bytes() for name in shown} == shown
+
+
+def test_a_run_is_recorded_under_its_folders_lock(recorded, monkeypatch):
+    """Two processes recording runs into one folder take turns (`folder_lock`): the moment the run's dataset is written
+    (as a run being recorded, until its files are associated), its folder's lock file is held, so that another process's
+    attempt to take it fails."""
+    import fcntl
+    from digits_tutorial.runs import RUN_KIND, _recording_kind
+    from digits_tutorial.store import store_folder
+    store, _ = recorded
+    lock_file, seen = store_info(store)["folder"] + "/.store.lock", []
+    kinds = {RUN_KIND, _recording_kind(store_folder(store))}
+    create = store.create
+
+    def create_and_look(*args, **kwargs):
+        if (kwargs.get("metadata") or {}).get("kind") in kinds and not os.path.exists(lock_file):
+            seen.append("free (no lock file)")  # the lock leaves no file once let go
+        elif (kwargs.get("metadata") or {}).get("kind") in kinds:
+            fd = os.open(lock_file, os.O_RDWR)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what another process does: an open file of its own
+                seen.append("free")
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            except BlockingIOError:
+                seen.append("held")
+            finally:
+                os.close(fd)
+        return create(*args, **kwargs)
+    monkeypatch.setattr(store, "create", create_and_look)
+    run_model(store, "knn")
+    assert seen == ["held"], seen
 
 
 def test_another_split_is_drawn_and_recorded(recorded):

@@ -35,6 +35,7 @@ CHECK = re.compile(r"^(check_\w+)\((.*)\)\s*$", re.M)
 SOLUTION = re.compile(r"<details>\s*<summary>Solution</summary>\s*```python\n(.*?)```\s*</details>", re.S)
 PROBE = "exercise-probe"  # the tag of the cells this script adds after a lesson's last cell, and takes out again
 TIMEOUT = 900             # seconds one cell may take
+IOPUB_TIMEOUT = 120       # seconds a cell's last outputs may come after its reply (nbclient's default: 4)
 
 
 def sources_fingerprint(root: Path = ROOT) -> str:
@@ -105,15 +106,20 @@ def run_lesson(notebook: Path) -> dict:
     kernel = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "ipc"))
     start, error = time.perf_counter(), None
     try:
-        NotebookClient(nb, km=kernel, timeout=TIMEOUT, resources={"metadata": {"path": str(notebook.parent)}}).execute()
+        # nbclient waits 4 s by default for a cell's last messages after its reply, then goes on without them: on a busy
+        # machine the lab's last widgets were lost that way, and its page on the site showed none (seen in CI). Wait
+        # longer, and fail the lesson rather than save it with outputs missing.
+        NotebookClient(nb, km=kernel, timeout=TIMEOUT, iopub_timeout=IOPUB_TIMEOUT, raise_on_iopub_timeout=True,
+                       resources={"metadata": {"path": str(notebook.parent)}}).execute()
     except CellExecutionError as err:
-        error = str(err).strip().splitlines()[-1]
+        error = _failed_cell(nb.cells[:n_lesson]) or _plain(str(err)).strip().splitlines()[-1]  # one line
     except Exception as err:  # a kernel that dies, a timeout: one line, the other lessons go on
         error = f"{type(err).__name__}: {err}".splitlines()[0]
     finally:
         if kernel.has_kernel: kernel.shutdown_kernel(now=True)
         shutil.rmtree(sockets, ignore_errors=True)
     seconds = time.perf_counter() - start
+    if error is None: error = _unsaved_widget(nb)
     probed = []
     for exercise, cell in zip(found, nb.cells[n_lesson:]):
         printed = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
@@ -124,6 +130,39 @@ def run_lesson(notebook: Path) -> dict:
     del nb.cells[n_lesson:]
     nbformat.write(nb, notebook)
     return {"notebook": notebook.name, "seconds": round(seconds, 1), "error": error, "exercises": probed}
+
+
+def _plain(text: str) -> str:
+    "Text without the terminal's colours."
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def _failed_cell(cells) -> str | None:
+    """One line for the first lesson cell that raised: its number, the line of its own code that raised, and the error
+    (a bare `assert` says nothing more than `AssertionError`: the line is what tells which claim failed)."""
+    for number, cell in enumerate(cells):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") != "error": continue
+            where, line = f"cell {number}", None
+            for text in map(_plain, out.get("traceback", [])):
+                here = re.search(r"^Cell In\[\d+\], line (\d+)", text, re.M)
+                if not here: continue  # the first frame that is the cell's own: the line the cell itself ran
+                arrow = re.search(r"^-+> *\d+ (.*)$", text, re.M)
+                where, line = f"cell {number}, line {here[1]}", arrow[1].strip() if arrow else None
+                break
+            return f"{where}{f' ({line})' if line else ''}: {out['ename']}: {out['evalue']}".rstrip(": ")
+    return None
+
+
+def _unsaved_widget(nb) -> str | None:
+    "A widget the lesson shows whose state its notebook does not keep (its page could not draw it), said in one line; or None."
+    saved = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            view = out.get("data", {}).get("application/vnd.jupyter.widget-view+json")
+            if view and view["model_id"] not in saved:
+                return f"cell {i}: its widget's state was not saved (model {view['model_id']}), so no page can draw it"
+    return None
 
 
 def _check_out(out: Path):
