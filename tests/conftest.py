@@ -91,12 +91,33 @@ def lessons_lock():
     return FileLock(str(ROOT / "_executed.lock"), timeout=3600)
 
 
+INSTALL_PENDING = "DIGITS_TUTORIAL_INSTALL_PENDING"  # CI: a file that says the install test has not finished yet
+INSTALL_WAIT = 3600  # seconds a test may wait for it
+INSTALL_REPORT = "install.txt"  # CI: what the install test printed (each lesson's time, each step's), beside the phases' table
+
+
+def wait_for_install():
+    """In CI (`.ci/run`), the install test (`test_readme_install.py`) runs every lesson and builds the site while the rest of
+    the suite runs beside it: what needs those waits until it is done (its file `DIGITS_TUTORIAL_INSTALL_PENDING` gone),
+    rather than running them again; if it failed (the file says so), this fails at once. Outside CI, nothing to wait for."""
+    pending = os.environ.get(INSTALL_PENDING)
+    if not pending: return
+    deadline = time.monotonic() + INSTALL_WAIT
+    while Path(pending).is_file():
+        if Path(pending).read_text().strip() == "failed":
+            pytest.fail("the README's first command, the lessons or the site failed in test_readme_install.py: see that test",
+                        pytrace=False)
+        if time.monotonic() > deadline: pytest.fail(f"test_readme_install.py did not end in {INSTALL_WAIT} s", pytrace=False)
+        time.sleep(1)
+
+
 def lessons_results(python=sys.executable) -> dict:
     """What every lesson did, run once: `_executed/lessons.json` when a complete run made it from the sources as they are
     now (in CI, the README-install phase makes it, in the environment of the README's first command); otherwise every
     lesson is run here, with `python`, and the results kept for the next caller. A lesson that failed is a result, not a
     reason to run it again."""
     tool = run_lessons_tool()
+    wait_for_install()
     with lessons_lock():
         done = tool.results(EXECUTED)
         if not (done and done.get("complete") and done.get("fingerprint") == tool.sources_fingerprint()):
@@ -116,20 +137,26 @@ def executed_lessons() -> dict:
     return lessons_results()
 
 
-# Files whose tests take longest, started first, so that the two workers of CI (pytest-xdist, one file at a time each:
-# `--dist loadscope --no-loadscope-reorder`, without which xdist orders files by their number of tests) finish together
-# rather than one waiting on the other's last long file. Only the order changes.
+# The order of the test files. CI runs the suite on two workers (pytest-xdist, one file at a time each: `--dist loadscope
+# --no-loadscope-reorder`, without which xdist orders files by their number of tests). First the install test, minutes of
+# pip, lessons and the site, beside which the other worker takes the files that need none of it; then the files whose
+# tests take longest, so that the two workers finish together rather than one waiting on the other's last long file; last
+# the files that read what the install test made (the executed lessons, the site), which by then is done. Only the order
+# changes: each file runs alone, in any order, and then makes what it needs itself.
+FIRST = ["test_readme_install.py"]
 LONGEST_FIRST = ["test_travel.py", "test_class.py", "test_lab_speed.py", "test_sweep.py", "test_browser_draw.py",
-                 "test_runs.py", "test_site.py", "test_lab.py", "test_reruns.py", "test_draw.py", "test_improve.py",
+                 "test_runs.py", "test_lab.py", "test_reruns.py", "test_draw.py", "test_improve.py",
                  "test_browser_board.py", "test_lab_app.py", "test_interrupts.py", "test_browser.py", "test_browser_app.py",
                  "test_cli.py", "test_class_failures.py", "test_lab_kernels.py", "test_progress_class.py",
                  "test_uci_protocol.py", "test_download.py", "test_progress.py", "test_failures.py", "test_bad_input.py"]
 # (the order of their durations in a CI run's test-artifacts/pytest.xml; the files not named take a few seconds each)
+LAST = ["test_site.py", "test_lessons.py", "test_exercises.py"]
 
 
 def pytest_collection_modifyitems(items):
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's own order is kept
+    order = FIRST + LONGEST_FIRST
+    rank = {name: i for i, name in enumerate(order)} | {name: len(order) + 1 + i for i, name in enumerate(LAST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(order)))  # stable: a file's own order is kept
 
 
 def _cpu_seconds() -> float:
@@ -162,6 +189,10 @@ def pytest_terminal_summary(terminalreporter):
     used = _cpu_seconds() - float(os.environ.get("DIGITS_TUTORIAL_CI_CPU_INHERITED", 0))
     rows.append((f"{now - float(os.environ['DIGITS_TUTORIAL_CI_PHASE_START']):.0f}", f"{used:.0f}",
                  os.environ.get("DIGITS_TUTORIAL_CI_PHASE", "this phase") + " (to its summary line)"))
+    report = Path(table).parent / INSTALL_REPORT
+    if report.is_file():
+        terminalreporter.section("the README's first command, every lesson, the site (tests/test_readme_install.py)")
+        for line in report.read_text().splitlines(): terminalreporter.write_line(line)
     terminalreporter.section("CI phases (.ci/run): wall time, and processor time (user and system)")
     for seconds, cpu, name in rows: terminalreporter.write_line(f"{int(seconds):6d} s {cpu + ' s' if cpu else '':>8}  {name}")
     total = now - float(os.environ["DIGITS_TUTORIAL_CI_START"])

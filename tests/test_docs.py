@@ -226,3 +226,20 @@ def test_a_failed_lesson_names_its_cell_and_the_line_that_failed(tmp_path):
     nbformat.write(nb, tmp_path / "lesson.ipynb")
     done = run_lessons_tool().run_lesson(tmp_path / "lesson.ipynb")
     assert done["error"] == "cell 1, line 3 (assert y == 3): AssertionError", done
+
+
+def test_what_needs_the_install_test_waits_for_it_and_fails_at_once_if_it_failed(tmp_path, monkeypatch):
+    """In CI the install test runs beside the rest of the suite: the tests that read the lessons it executed wait while its
+    file says it is under way, go on once the file is gone, and fail at once when it says the install test failed."""
+    import threading
+    from conftest import INSTALL_PENDING, wait_for_install
+    marker = tmp_path / "install-pending"
+    monkeypatch.setenv(INSTALL_PENDING, str(marker))
+    wait_for_install()  # no file: nothing under way
+    marker.write_text("pending\n")
+    threading.Timer(0.3, marker.unlink).start()  # the install test ends
+    wait_for_install()
+    assert not marker.exists(), "returned while the install test was still under way"
+    marker.write_text("failed\n")
+    with pytest.raises(pytest.fail.Exception, match="failed in test_readme_install.py"):
+        wait_for_install()

@@ -1,8 +1,8 @@
 """Every lesson runs top to bottom, offline, in a fresh kernel, and its own asserts hold.
 
 The lessons are executed once per CI run, by `tools/run_lessons.py`, in the environment the README's first command makes
-(`tests/test_readme_install.py`, CI's first test phase); this file reads what that run wrote (`_executed/lessons.json`),
-and what two lessons showed (the class lesson's addresses, the speed lesson's benchmark).
+(`tests/test_readme_install.py`, which CI starts first, and this file waits for); this file reads what that run wrote
+(`_executed/lessons.json`), and what two lessons showed (the class lesson's addresses, the speed lesson's benchmark).
 Alone, or after a change of a lesson or of the library, it runs every lesson itself first (`conftest.lessons_results`).
 """
 import json

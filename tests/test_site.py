@@ -56,7 +56,8 @@ WAIT = 30_000  # milliseconds for a page's widgets or search results to show
 def site():
     "The built site in `_docs/`, built first if it is not current; (folder, its build stamp)."
     need_chromium_and_playwright()
-    from conftest import lessons_lock
+    from conftest import lessons_lock, wait_for_install
+    wait_for_install()  # in CI, the install test builds it
     with lessons_lock():  # another process may be running the lessons or building the site: wait, then build if need be
         if not build_docs.is_current(SITE): _build()
     return SITE, build_docs.stamp(SITE)
