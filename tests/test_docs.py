@@ -243,3 +243,26 @@ def test_what_needs_the_install_test_waits_for_it_and_fails_at_once_if_it_failed
     marker.write_text("failed\n")
     with pytest.raises(pytest.fail.Exception, match="failed in test_readme_install.py"):
         wait_for_install()
+
+
+def test_a_shown_widget_whose_messages_were_lost_is_saved_from_the_kernels_own_state(tmp_path, monkeypatch):
+    """CI once saved the lab's lesson without the state of its outer box: nbclient keeps a widget's state from the messages
+    it sees, and on a busy machine those of one statement did not reach it. run_lessons keeps, over those, the state of every
+    widget alive in the kernel at the end (`Widget.get_manager_state`). Here nbclient sees no widget message at all."""
+    import nbformat
+    from nbclient import NotebookClient
+    from conftest import run_lessons_tool
+    tool = run_lessons_tool()
+    monkeypatch.setattr(NotebookClient, "handle_comm_msg", lambda self, outs, msg, cell_index: None)  # every one lost
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import ipywidgets\nbox = ipywidgets.VBox([ipywidgets.HTML('shown')])\nbox"),
+        nbformat.v4.new_code_cell("box.children[0].value = 'changed after'")])
+    nbformat.write(nb, tmp_path / "lesson.ipynb")
+    done = tool.run_lesson(tmp_path / "lesson.ipynb")
+    assert done["error"] is None, done
+    kept = nbformat.read(tmp_path / "lesson.ipynb", as_version=4)
+    state = kept.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]
+    shown = kept.cells[0].outputs[0]["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
+    [child] = [state[ref.removeprefix("IPY_MODEL_")] for ref in state[shown]["state"]["children"]]
+    assert state[shown]["model_name"] == "VBoxModel" and child["state"]["value"] == "changed after"
+    assert len(kept.cells) == 2  # the cell that took the state is not kept

@@ -103,6 +103,8 @@ def run_lesson(notebook: Path) -> dict:
         nb.cells.append(nbformat.v4.new_code_cell(_probe_source(exercise, mistake),
                                                   metadata={"tags": [PROBE, "raises-exception"]}))
     sockets = tempfile.mkdtemp(prefix="kernel-")  # socket files, not TCP ports: nothing to collide with another run
+    widgets_file = Path(sockets) / "widget-state.json"
+    nb.cells.append(nbformat.v4.new_code_cell(_widget_state_source(widgets_file), metadata={"tags": [PROBE]}))
     kernel = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "ipc"))
     start, error = time.perf_counter(), None
     try:
@@ -117,6 +119,7 @@ def run_lesson(notebook: Path) -> dict:
         error = f"{type(err).__name__}: {err}".splitlines()[0]
     finally:
         if kernel.has_kernel: kernel.shutdown_kernel(now=True)
+        if widgets_file.is_file(): _keep_widget_state(nb, json.loads(widgets_file.read_text()))
         shutil.rmtree(sockets, ignore_errors=True)
     seconds = time.perf_counter() - start
     if error is None: error = _unsaved_widget(nb)
@@ -152,6 +155,25 @@ def _failed_cell(cells) -> str | None:
                 break
             return f"{where}{f' ({line})' if line else ''}: {out['ename']}: {out['evalue']}".rstrip(": ")
     return None
+
+
+def _widget_state_source(path: Path) -> str:
+    """A last cell: the state of every widget alive in the kernel (ipywidgets' `Widget.get_manager_state`, what "save widget
+    state" and `ipywidgets.embed` keep), written to `path`, if the lesson imported ipywidgets."""
+    return "\n".join([
+        "import sys as _sys, json as _json",
+        "if 'ipywidgets' in _sys.modules:",
+        "    from ipywidgets import Widget as _Widget",
+        f"    with open({str(path)!r}, 'w') as _f: _json.dump(_Widget.get_manager_state(), _f)"])
+
+
+def _keep_widget_state(nb, kernels: dict):
+    """Keep in `nb` the state of every widget the kernel held at the end (`kernels`), over what nbclient gathered from the
+    messages it saw: a message that did not reach it (seen in CI: the lab's outer box, on a busy machine) cannot leave a
+    widget the lesson shows without its state, and a widget changed between cells is kept as it ended."""
+    key = "application/vnd.jupyter.widget-state+json"
+    saved = nb.metadata.setdefault("widgets", {}).setdefault(key, {"state": {}, "version_major": 2, "version_minor": 0})
+    saved["state"].update(kernels.get("state", {}))
 
 
 def _unsaved_widget(nb) -> str | None:
