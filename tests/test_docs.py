@@ -266,3 +266,11 @@ def test_a_shown_widget_whose_messages_were_lost_is_saved_from_the_kernels_own_s
     [child] = [state[ref.removeprefix("IPY_MODEL_")] for ref in state[shown]["state"]["children"]]
     assert state[shown]["model_name"] == "VBoxModel" and child["state"]["value"] == "changed after"
     assert len(kept.cells) == 2  # the cell that took the state is not kept
+
+
+def test_every_fault_of_tools_faults_can_be_put_into_the_library():
+    """tools/faults.py (not run by CI) puts each of its faults into the library by an exact text: a change of the library
+    that leaves a row's text nowhere, or in two places, makes that row useless, found here rather than when it is run."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import faults
+    assert [f"{n}: {why}" for n, f in enumerate(faults.FAULTS, 1) if (why := faults.stale(f))] == []
