@@ -658,6 +658,20 @@ def open_lab(out, store=None, learner=None) -> DigitsLab:
     return DigitsLab(connect_store(out / STORE_NAME), out_folder=out, learner=learner)
 
 
+def _write_app_notebook(path, title, code) -> Path:
+    """Write at `path` the two-cell notebook an app serves with Voila: a markdown `title`, then `code`; whole or not at all,
+    so that two commands on one folder never see half a notebook. Its path."""
+    path = Path(path)
+    notebook = {"cells": [{"cell_type": "markdown", "id": "title", "metadata": {}, "source": title},
+                          {"cell_type": "code", "id": "app", "metadata": {}, "source": code, "execution_count": None, "outputs": []}],
+                "nbformat": 4, "nbformat_minor": 5,
+                "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}}}
+    with work_in_progress(f".{path.stem}.", path.parent, folder=False) as tmp:  # gone however this ends, unless put in place
+        tmp.write_text(json.dumps(notebook, indent=1))
+        replace_path(tmp, path)
+    return path
+
+
 def lab_app_notebook(out, store=None, learner=None) -> Path:
     """Write the notebook that Voila serves as the lab app of `learner`, a title and `open_lab` on folder `out`, into
     `out/.lab/`; its path. A class store's address is not written: the app reads it from DIGITS_TUTORIAL_STORE, which
@@ -666,9 +680,6 @@ def lab_app_notebook(out, store=None, learner=None) -> Path:
     learner = default_learner() if learner is None else check_learner(learner)
     folder = out / LAB_APP_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
-    def cell(kind, text):
-        extra = {"execution_count": None, "outputs": []} if kind == "code" else {}
-        return {"cell_type": kind, "id": kind, "metadata": {}, "source": text, **extra}
     if store is None:
         title = (f"# Digits lab of {learner}\n\nOn the Kosh store `{out / STORE_NAME}`: every **Fit** is a run of {learner} "
                  f"recorded there, and `digits-tutorial runs --out {out}` lists them.")
@@ -679,13 +690,7 @@ def lab_app_notebook(out, store=None, learner=None) -> Path:
     where = "None" if store is None else "os.environ['DIGITS_TUTORIAL_STORE']"  # an address in the app's environment only
     code = (("import os\n" if store else "") + "from digits_tutorial.widgets import open_lab\n"
             f"open_lab({str(out)!r}, {where}, learner={learner!r})")
-    notebook = {"cells": [cell("markdown", title), cell("code", code)], "nbformat": 4, "nbformat_minor": 5,
-                "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}}}
-    path = folder / "digits-lab.ipynb"
-    with work_in_progress(".digits-lab.", folder, folder=False) as tmp:  # gone however this ends, unless put in place
-        tmp.write_text(json.dumps(notebook, indent=1))
-        replace_path(tmp, path)  # two commands on one folder never see half a notebook
-    return path
+    return _write_app_notebook(folder / "digits-lab.ipynb", title, code)
 
 # %% ../nbs/12_lab.ipynb #6e59627b
 def _port_is_free(port) -> bool:
@@ -845,15 +850,7 @@ def board_app_notebook(out, store=None) -> Path:
                  f"`{masked_url(store)}`; `digits-tutorial progress` prints the same.")
     where = "" if store is None else ", os.environ['DIGITS_TUTORIAL_STORE']"  # an address in the app's environment only
     code = ("import os\n" if store else "") + f"from digits_tutorial.classroom import open_board\nopen_board({str(out)!r}{where})"
-    notebook = {"cells": [{"cell_type": "markdown", "id": "title", "metadata": {}, "source": title},
-                          {"cell_type": "code", "id": "board", "metadata": {}, "source": code, "execution_count": None, "outputs": []}],
-                "nbformat": 4, "nbformat_minor": 5,
-                "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}}}
-    path = folder / "digits-board.ipynb"
-    with work_in_progress(".digits-board.", folder, folder=False) as tmp:  # gone however this ends, unless put in place
-        tmp.write_text(json.dumps(notebook, indent=1))
-        replace_path(tmp, path)  # two commands on one folder never see half a notebook
-    return path
+    return _write_app_notebook(folder / "digits-board.ipynb", title, code)
 
 
 class BoardServer(LabServer):

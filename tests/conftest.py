@@ -77,6 +77,16 @@ def one_run(tmp_path_factory, cli) -> Path:
     return out
 
 
+def local_mariadb(database: str):
+    """A real MariaDB server of the caller's own (`LocalMariaDB`: a temporary data folder, a free port of 127.0.0.1), with
+    `database`, to use in a `with`. Without MariaDB on the machine, a failure, never a skip: in CI or not, a defect to see."""
+    from digits_tutorial.classroom import LocalMariaDB
+    if not LocalMariaDB.available():
+        pytest.fail("MariaDB's server (mariadbd, mariadb-install-db) is not on this machine: install Debian's mariadb-server "
+                    "(bash .ci/run does); these tests do not skip", pytrace=False)
+    return LocalMariaDB(database=database)
+
+
 def run_lessons_tool():
     "tools/run_lessons.py as a module: its `results`, `sources_fingerprint` and the rest."
     spec = importlib.util.spec_from_file_location("run_lessons", ROOT / "tools" / "run_lessons.py")

@@ -26,7 +26,8 @@ from test_browser import Shots, _free_port, local_chromium_page, need_chromium_a
 from test_lab_app import PAGE_TIMEOUT, START_TIMEOUT, ctrl_c, end, family, isolated_jupyter, kill_family
 from test_progress import LEARNER
 
-from digits_tutorial.classroom import STORE_VARIABLE, LocalMariaDB
+from conftest import local_mariadb
+from digits_tutorial.classroom import STORE_VARIABLE
 
 pytestmark = pytest.mark.browser
 SCRIPT = Path(sys.executable).with_name("digits-tutorial")
@@ -36,10 +37,8 @@ NEWLY_SOLVED_SECONDS = 10  # the issue's bound: a newly solved exercise on the p
 @pytest.fixture(scope="module")
 def class_store(tmp_path_factory):
     "A class store on a MariaDB server of this module's own, holding ada's run; yields (address, folder)."
-    if not LocalMariaDB.available():
-        pytest.fail("MariaDB's server is not on this machine: install Debian's mariadb-server (bash .ci/run does)", pytrace=False)
     base = tmp_path_factory.mktemp("browser-board")
-    with LocalMariaDB(database="board") as server:
+    with local_mariadb("board") as server:
         env = dict(os.environ, MPLBACKEND="Agg", **{STORE_VARIABLE: server.url()})
         done = subprocess.run([str(SCRIPT), "run", "--out", str(base / "ada"), "--learner", "ada", "--quiet"], env=env,
                               capture_output=True, text=True, timeout=600)

@@ -17,7 +17,8 @@ from urllib.parse import quote
 
 import pytest
 
-from digits_tutorial.classroom import MARIADB_VARIABLE, LocalMariaDB, STORE_VARIABLE, masked_url, write_class_digits
+from conftest import local_mariadb
+from digits_tutorial.classroom import MARIADB_VARIABLE, STORE_VARIABLE, masked_url, write_class_digits
 from digits_tutorial.data import load_digits
 from digits_tutorial.images import image_name
 from digits_tutorial.plumbing import digit_records, insert_server_records, store_user_id
@@ -34,10 +35,7 @@ RUN_FILES = {"metrics.json", "split.csv", "model.skops", "Train_Data_confusion_m
 @pytest.fixture(scope="module")
 def server():
     "A real MariaDB server of the tests' own, as root or not: a temporary data folder, a free port; stopped afterwards."
-    if not LocalMariaDB.available():  # CI or not: a defect to see, never a skip
-        pytest.fail("MariaDB's server (mariadbd, mariadb-install-db) is not on this machine: install Debian's mariadb-server "
-                    "(bash .ci/run does); these tests do not skip", pytrace=False)
-    with LocalMariaDB(database="tests") as started:  # not the README's digits_class, which a test makes as the README says
+    with local_mariadb("tests") as started:  # not the README's digits_class, which a test makes as the README says
         yield started
     assert not started.running
 

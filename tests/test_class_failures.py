@@ -13,17 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from digits_tutorial.classroom import STORE_VARIABLE, LocalMariaDB
+from conftest import local_mariadb
+from digits_tutorial.classroom import STORE_VARIABLE
 
 SCRIPT = Path(sys.executable).with_name("digits-tutorial")
 
 
 @pytest.fixture(scope="module")
 def server():
-    if not LocalMariaDB.available():
-        pytest.fail("MariaDB's server (mariadbd, mariadb-install-db) is not on this machine: install Debian's mariadb-server "
-                    "(bash .ci/run does); these tests do not skip", pytrace=False)
-    with LocalMariaDB(database="failures") as started:
+    with local_mariadb("failures") as started:
         yield started
 
 

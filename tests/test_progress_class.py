@@ -14,7 +14,8 @@ from urllib.parse import quote
 
 import pytest
 
-from digits_tutorial.classroom import STORE_VARIABLE, ClassProgress, LocalMariaDB
+from conftest import local_mariadb
+from digits_tutorial.classroom import STORE_VARIABLE, ClassProgress
 from digits_tutorial.exercises import EXERCISES, check_load_ratio, keep_progress, read_verdicts, wait_for_progress
 from digits_tutorial.store import connect_store
 
@@ -27,10 +28,7 @@ SCRIPT = Path(sys.executable).with_name("digits-tutorial")
 @pytest.fixture(scope="module")
 def server():
     "A real MariaDB server of this module's own; stopped afterwards."
-    if not LocalMariaDB.available():  # CI or not: a defect to see, never a skip
-        pytest.fail("MariaDB's server (mariadbd, mariadb-install-db) is not on this machine: install Debian's mariadb-server "
-                    "(bash .ci/run does); these tests do not skip", pytrace=False)
-    with LocalMariaDB(database="progress") as started:
+    with local_mariadb("progress") as started:
         yield started
     assert not started.running
 
