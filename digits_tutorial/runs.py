@@ -14,6 +14,7 @@ import re
 import shutil
 import time
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -363,11 +364,16 @@ def _save_matrix_images(matrices, folder, about=None) -> list[Path]:
     return paths
 
 
-def _write_run_files(run: Run, folder: Path, helper=None) -> list[tuple[str, str, dict]]:
-    "Write a run's files into `folder`: the matrices by `helper` (a `helper_process`) if given, the model too if it imported skops; (name, mime type, metadata) of each."
-    shown = {s: m for s, m in run.matrices.items() if run.counts()[s]}  # a split without digits gets no matrix
+def _shown_matrices(run: Run) -> dict:
+    "The matrices a run's PNGs show: one per split with digits (a split without digits gets no matrix)."
+    return {s: m for s, m in run.matrices.items() if run.counts()[s]}
+
+
+def _write_run_files(run: Run, folder: Path, helper=None, matrices=True) -> list[tuple[str, str, dict]]:
+    """Write a run's files into `folder`: its matrices as PNGs unless not `matrices` (a sweep's candidates), by `helper` (a
+    `helper_process`) if given, the model too if it imported skops; (name, mime type, metadata) of each."""
     about = f"{run.title}, run {run.id}"
-    jobs = {"figures": (_save_matrix_images, (shown, folder), {"about": about})}
+    jobs = {"figures": (_save_matrix_images, (_shown_matrices(run), folder), {"about": about})} if matrices else {}
     if run.estimator is not None: jobs["model"] = (save_model, (run.estimator, folder / MODEL_NAME), {})
     if helper is not None:  # the helper draws (and saves, if it imported skops) while we write the rest
         theirs = {"figures"} | ({"model"} if set(MODEL_MODULES) <= set(helper.modules) else set())
@@ -388,19 +394,32 @@ def _write_run_files(run: Run, folder: Path, helper=None) -> list[tuple[str, str
     if helper is not None and not getattr(helper, "imports_said", False):  # once per helper, however many runs it helps
         add_phase("imports (helper)", helper.imports.get())
         helper.imports_said = True
-    files = [(p.name, "confusion-matrix-png", {}) for p in done["figures"]]
+    files = [(p.name, "confusion-matrix-png", {}) for p in done.get("figures", [])]
     files += [(METRICS_NAME, "run-metrics", {}), (SPLIT_NAME, "run-split", {})]
     if "model" in done: files.append((MODEL_NAME, "skops", {"sha256": done["model"]}))
     return files
 
 
-def show_at_top(store, run: Run):
-    "Copy a recorded run's matrices and `metrics.json` to the top of its folder, under the original tutorial's names."
+def show_at_top(store, run: Run, helper=None):
+    """Copy a recorded run's matrices and `metrics.json` to the top of its folder, under the original tutorial's names; the
+    matrices of a run that keeps none as PNGs (a sweep's candidate) are drawn there, by `helper` (a `helper_process`) if given."""
     top = store_folder(store)
-    with folder_lock(top):
-        for name in [matrix_file_name(s) for s in SPLITS] + [METRICS_NAME]:
-            if (run.folder / name).exists(): replace_copy(run.folder / name, top / name)
-            else: (top / name).unlink(missing_ok=True)  # no matrix for a split without digits: none left from another run
+    names = [matrix_file_name(s) for s in SPLITS]
+    with ExitStack() as drawn:
+        if not any((run.folder / name).exists() for name in names):  # drawn before the lock: no other process waits for it
+            where = drawn.enter_context(work_in_progress(".matrices.partial-", top))
+            job = (_save_matrix_images, (_shown_matrices(run), where), {"about": f"{run.title}, run {run.id}"})
+            if helper is None:
+                with phase("figures"): job[0](*job[1], **job[2])
+            else:
+                with phase("waiting for the helper"): _, seconds = helper.apply(_timed, (job[0], *job[1]), job[2])
+                add_phase("figures (helper)", seconds)
+        else: where = run.folder
+        with folder_lock(top):
+            for name in names:
+                if (where / name).exists(): replace_copy(where / name, top / name)
+                else: (top / name).unlink(missing_ok=True)  # no matrix for a split without digits: none left from another run
+            replace_copy(run.folder / METRICS_NAME, top / METRICS_NAME)
 
 
 def _recording_kind(top) -> str:
@@ -432,8 +451,9 @@ def _remove_unfinished(store, top):
         if writer and _process_is_gone(int(writer.group(1))): shutil.rmtree(partial, ignore_errors=True)
 
 
-def record_run(store, run: Run, latest=True, helper=None) -> Path:
-    "Keep `run` in `store`: its files under `runs/RUN_ID/`, a Kosh dataset (`kind = \"run\"`) with them associated; return the folder."
+def record_run(store, run: Run, latest=True, helper=None, matrices=True) -> Path:
+    """Keep `run` in `store`: its files under `runs/RUN_ID/` (its matrices as PNGs too unless not `matrices`), a Kosh dataset
+    (`kind = "run"`) with them associated; return the folder."""
     top = store_folder(store)
     add_loaders(store)  # so that the store reads the run's files, whenever it was opened
     runs = top / RUNS_NAME
@@ -441,7 +461,7 @@ def record_run(store, run: Run, latest=True, helper=None) -> Path:
     final, recorded = runs / run.id, False
     with _partial_run_folder(runs, run.id) as partial:
         try:
-            files = _write_run_files(run, partial, helper)
+            files = _write_run_files(run, partial, helper, matrices)
             make_public(partial)  # temporary folders are private; a run's folder should not be
             with phase("record"), folder_lock(top), uninterrupted():  # one process at a time; Ctrl-C waits for the record
                 _remove_unfinished(store, top)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from contextlib import nullcontext
 from datetime import datetime
 
@@ -120,7 +121,9 @@ def cross_validate_grid(X, y, model, grid, cv=5, seed=0, augment=None, client=No
     search = GridSearchCV(RegistryClassifier(model, seed=seed, augment=augment), {"params": candidates}, cv=folds,
                           refit=False, error_score="raise", n_jobs=None if client is None else -1)
     X = np.asarray(X, dtype=np.float64)
-    if client is None: search.fit(X, y)
+    if client is None:  # the folds on every core, in threads: the fits of scikit-learn's models let go of Python's lock
+        from joblib import parallel_backend
+        with parallel_backend("threading", n_jobs=min(int(cv), os.cpu_count() or 1)): search.fit(X, y)
     else:
         from joblib import parallel_backend
         with parallel_backend("dask", client=client): search.fit(X, y)
@@ -214,7 +217,7 @@ def sweep_model(store, model, grid, cv=5, augment=None, seed=0, fractions=None, 
                                         sweep=sid if record else None, learner=learner)
                         following = [j for j in todo if j > i and j not in ahead]
                         if following: ahead[following[0]] = _in_background(validate, candidates[following[0]])
-                        if record: record_run(store, run, latest=False, helper=helper)
+                        if record: record_run(store, run, latest=False, helper=helper, matrices=False)  # drawn for the chosen
                         made[run.id] = run
                         done = {"id": run.id if record else "", "when": run.when, "accuracy_validation": run.accuracy["validation"],
                                 **{f"cv_{k}": v for k, v in figures.items()}}
@@ -230,7 +233,7 @@ def sweep_model(store, model, grid, cv=5, augment=None, seed=0, fractions=None, 
             with store_lock(store):
                 sweep.finished, sweep.chosen = True, str(table.id.iloc[0])
                 chosen = table.id.iloc[0]  # made now (its folder known) or before (read back)
-                show_at_top(store, made[chosen] if chosen in made else load_run(store, chosen))
+                show_at_top(store, made[chosen] if chosen in made else load_run(store, chosen), helper=helper)
     return table
 
 # %% ../nbs/08_select.ipynb #d66be86e

@@ -105,6 +105,47 @@ def test_every_candidate_is_a_run_with_its_cross_validation(sweeps):
         assert f"{ds.cv_mean:.2%}" in row and f"{ds.cv_std:.2%}" in row and f"{ds.accuracy_validation:.2%}" in row
 
 
+def test_a_candidate_keeps_its_numbers_and_model_and_the_top_shows_the_chosen_ones_matrices(sweeps, tmp_path):
+    """A sweep's candidate keeps `metrics.json` (its matrices as numbers), `split.csv` and its model, no PNG; the top of the
+    folder shows the matrices of the candidate the sweep chose, drawn and titled with its run id; a candidate travels and
+    re-runs like any run."""
+    from PIL import Image
+    from digits_tutorial.runs import export_run, import_run, load_run, rerun_run
+    from digits_tutorial.store import build_store
+    out, _, _, _ = sweeps
+    store = connect_store(out / "local" / "store.sql", read_only=True)
+    chosen = next(iter(store.find(kind="sweep"))).chosen
+    for ds in store.find(kind="run"):
+        assert {p.name for p in (out / "local" / "runs" / ds.id).iterdir()} == {"metrics.json", "split.csv", "model.skops"}
+        assert {f.mime_type for f in ds.find()} == {"run-metrics", "run-split", "skops"}, ds.id
+    run = load_run(store, chosen)
+    for split in ("Train", "Validation", "Test"):
+        with Image.open(out / "local" / f"{split}_Data_confusion_matrix.png") as png:
+            assert png.size[0] > 500 and f"run {chosen}" in png.info["Title"], png.info
+    assert (out / "local" / "metrics.json").read_bytes() == (run.folder / "metrics.json").read_bytes()
+    assert rerun_run(store, chosen).same
+    archive = export_run(store, chosen, to=tmp_path / "candidate.zip")
+    digits = load_digits("bundled")
+    digits.split = run.split  # the digits of the sweep's store, split as it was
+    other = connect_store(build_store(digits, tmp_path / "other"))
+    moved = import_run(other, archive)
+    assert moved.id == chosen and (moved.predicted == run.predicted).all()
+    assert {p.name for p in moved.folder.iterdir()} == {"metrics.json", "split.csv", "model.skops"}
+
+
+def test_the_folds_on_every_core_score_as_scikit_learns_own_search():
+    "The folds run in threads: each candidate's scores are those of scikit-learn's `GridSearchCV` run fold after fold."
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.svm import SVC
+    from digits_tutorial.select import stratified_folds
+    digits = load_digits("bundled")[:600]
+    ours = cross_validate_grid(digits.X, digits.y, "svc", {"C": [1, 5], "gamma": [0.001]}, cv=3)
+    plain = GridSearchCV(SVC(random_state=0), {"C": [1, 5], "gamma": [0.001]}, cv=stratified_folds(3, 0)).fit(
+        np.asarray(digits.X, dtype=np.float64), digits.y)
+    assert ours.cv_mean.tolist() == plain.cv_results_["mean_test_score"].tolist()
+    assert [s.tolist() for s in ours.fold_scores] == [[plain.cv_results_[f"split{i}_test_score"][c] for i in range(3)] for c in range(2)]
+
+
 def test_the_dask_cluster_gives_the_same_table(sweeps):
     out, local, dask, tasks = sweeps
     assert dask.returncode == 0, dask.stderr
