@@ -9,7 +9,7 @@ fault (they must pass: green) and once with it (they must fail: red), and prints
 row is green without its fault and red with it. Rows 1 to 15 are the faults of issue 25, which no test caught before it;
 rows 16 to 38 were caught already and stay caught; rows 39 to 41 show red once the checks issue 25 rewrote; rows 42
 to 45 are faults CI found afterwards (leftovers of a Ctrl-C or a kill, and a server's error passed as a traceback);
-rows 46 and 47 are issue 27's sweep (what a candidate keeps, its folds).
+rows 46 to 48 are issue 27's sweep (what a candidate keeps, its folds, the folds in the calling thread).
 
 The copy is imported in place of the installed package (`PYTHONPATH`, ahead of the editable install), by pytest and by
 every `digits-tutorial` process a test starts. Not run by CI (a few minutes): run it after changing a test it names, or
@@ -194,7 +194,7 @@ FAULTS = [
           '    return work_in_progress(f".{run_id}.partial-{os.getpid()}-", runs)',
           '    return __import__("contextlib").nullcontext(Path(__import__("tempfile").mkdtemp(prefix=f".{run_id}.partial-{os.getpid()}-", dir=runs)))',
           [T + "test_interrupts.py::test_ctrl_c_the_moment_a_temporary_folder_is_made_leaves_nothing[record_run]"]),
-    # issue 27: a sweep's candidates keep no PNG, the chosen one's are drawn at the top; the folds run in threads
+    # issue 27: a sweep's candidates keep no PNG, the chosen one's are drawn at the top; the folds in the calling thread
     Fault("a sweep's candidates keep their three PNGs again (18 matrices drawn for a sweep of six)",
           "                        if record: record_run(store, run, latest=False, helper=helper, matrices=False)  # drawn for the chosen",
           "                        if record: record_run(store, run, latest=False, helper=helper)",
@@ -202,7 +202,11 @@ FAULTS = [
     Fault("the sweep's folds split without the lesson's shuffled stratified folds",
           "    folds = stratified_folds(cv, seed)",
           "    folds = int(cv)",
-          [T + "test_sweep.py::test_the_folds_on_every_core_score_as_scikit_learns_own_search"]),
+          [T + "test_sweep.py::test_the_folds_score_as_scikit_learns_own_search_in_the_calling_thread"]),
+    Fault("the sweep's folds in threads again (scikit-learn's warning filters, swapped by each fold, raced)",
+          "    if client is None: search.fit(X, y)",
+          '    if client is None: __import__("joblib").parallel_backend("threading", n_jobs=2).__enter__(); search.fit(X, y)',
+          [T + "test_sweep.py::test_the_folds_score_as_scikit_learns_own_search_in_the_calling_thread"]),
 ]
 
 
