@@ -338,6 +338,8 @@ def script():
     import gc
     import signal
     try:
+        from digits_tutorial.plumbing import collect_less_often
+        collect_less_often()  # a command's imports live to its end: fewer passes over them ("Under the hood")
         status = main()
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # done: a Ctrl-C from now on changes nothing of what was done or said
     except KeyboardInterrupt:  # before `main` began to handle it, or as it returned

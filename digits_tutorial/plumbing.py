@@ -26,14 +26,15 @@ from datetime import datetime
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['CHECKED_VERSIONS', 'STORE_VARIABLE', 'DRIVERS', 'URL_FORM', 'READ_COMMITTED', 'bulk_supported', 'quick_kosh_version',
-           'fast_sha', 'digit_records', 'sina_rows', 'insert_records', 'open_new_store', 'new_store', 'close_store',
-           'insert_server_records', 'store_user_id', 'read_records', 'records_of_kind', 'read_record',
-           'repoint_records', 'file_uris', 'make_public', 'replace_path', 'uninterrupted', 'work_in_progress',
-           'replace_copy', 'folder_lock', 'store_for_this_thread', 'writable_store', 'masked_url', 'check_store_url',
-           'class_store_url', 'server_lock', 'read_committed', 'is_server_error', 'server_error', 'server_errors',
-           'connect_server_store', 'quiet_connect', 'safe_members', 'unpack_all_or_nothing', 'quiet_logger', 'say',
-           'aligned', 'phase', 'add_phase', 'write_phases', 'helper_process']
+__all__ = ['CHECKED_VERSIONS', 'STORE_VARIABLE', 'DRIVERS', 'URL_FORM', 'READ_COMMITTED', 'COMMAND_GC_THRESHOLDS',
+           'bulk_supported', 'quick_kosh_version', 'fast_sha', 'digit_records', 'sina_rows', 'insert_records',
+           'open_new_store', 'new_store', 'close_store', 'insert_server_records', 'store_user_id', 'read_records',
+           'records_of_kind', 'read_record', 'repoint_records', 'file_uris', 'make_public', 'replace_path',
+           'uninterrupted', 'work_in_progress', 'replace_copy', 'folder_lock', 'store_for_this_thread',
+           'writable_store', 'masked_url', 'check_store_url', 'class_store_url', 'server_lock', 'read_committed',
+           'is_server_error', 'server_error', 'server_errors', 'connect_server_store', 'quiet_connect', 'safe_members',
+           'unpack_all_or_nothing', 'quiet_logger', 'say', 'aligned', 'phase', 'add_phase', 'write_phases',
+           'helper_process', 'collect_less_often']
 
 # %% ../nbs/90_under_the_hood.ipynb #90a0b006
 CHECKED_VERSIONS = {"kosh": ((3, 5), (3, 6)), "llnl-sina": ((1, 16), (2, 0))}  # [low, high) of (major, minor)
@@ -666,3 +667,12 @@ def helper_process(*modules):
         pool.close()
     finally:
         pool.join()
+
+# %% ../nbs/90_under_the_hood.ipynb #b7e1c0a2
+COMMAND_GC_THRESHOLDS = (20_000, 50, 10)  # Python's own: (700, 10, 10)
+
+
+def collect_less_often():
+    "Garbage-collect this process less often (`COMMAND_GC_THRESHOLDS`): a command's imports make objects that live to its end."
+    import gc
+    gc.set_threshold(*COMMAND_GC_THRESHOLDS)
